@@ -1,0 +1,111 @@
+"""The driver interface every backend implements.
+
+A driver manages the volumes of one backend (one section of the config file).
+It is handed volume *references*, plain dicts with at least::
+
+    {"id": str, "name_id": str | None, "size": int (bytes),
+     "host": "node@backend#pool", "provider_location": str | None}
+
+The backend object that holds a volume's data is named after
+``name_id or id`` (see :func:`object_id`): after a migration the volume keeps
+its id but its data lives in the object created for the hidden destination.
+
+Everything a driver returns is JSON-serializable, because the migration flows
+persist it so that another process can resume them.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, BinaryIO, ClassVar
+
+from oslo_config import cfg
+
+# Values of the "access" key of a connection.
+ACCESS_PATH = "path"      # a local file or block device path: dd can copy it
+ACCESS_BLOCK = "block"    # a local block device path (also usable by dd)
+ACCESS_STREAM = "stream"  # only a file-like object, from open_connection()
+LOCAL_PATH_ACCESS = (ACCESS_PATH, ACCESS_BLOCK)
+
+
+def object_id(volume: dict) -> str:
+    """Id of the backend object holding the volume's data."""
+    return volume.get("name_id") or volume["id"]
+
+
+class VolumeDriver(abc.ABC):
+    """Base class of the backends.
+
+    ``options`` are registered by the engine in the backend's config section
+    and reach the driver as ``self.configuration`` (attribute access).
+    """
+
+    #: oslo.config options this driver reads from its backend section.
+    options: ClassVar[list[cfg.Opt]] = []
+
+    def __init__(self, configuration: Any, backend_name: str, state_path: str) -> None:
+        self.configuration = configuration
+        self.backend_name = backend_name
+        self.state_path = state_path
+
+    def do_setup(self) -> None:
+        """Check the backend can work here; raise DriverConfigError if not."""
+
+    @property
+    def default_pool(self) -> str:
+        """Pool used when a host string names no ``#pool``."""
+        return self.pools()[0]
+
+    def pools(self) -> list[str]:
+        return [p["pool_name"] for p in self.get_volume_stats()["pools"]]
+
+    @abc.abstractmethod
+    def get_volume_stats(self) -> dict:
+        """Capacity and capabilities, as Cinder reports them.
+
+        Returns ``{"volume_backend_name", "migration_progress_report": bool,
+        "pools": [{"pool_name", "total_capacity_gb", "free_capacity_gb"}]}``.
+        ``migration_progress_report`` tells whether :meth:`get_migration_progress`
+        can report the progress of a driver-assisted move.
+        """
+
+    @abc.abstractmethod
+    def create_volume(self, volume: dict) -> dict:
+        """Create the (zero-filled) backend object; return updates such as provider_location."""
+
+    @abc.abstractmethod
+    def delete_volume(self, volume: dict) -> None:
+        """Delete the backend object. Deleting one that does not exist is not an error."""
+
+    def access_kind(self) -> str:
+        """What connect_volume will give: ``path``, ``block`` or ``stream``.
+
+        Lets the engine choose the copy (dd or file I/O) before connecting.
+        """
+        return ACCESS_PATH
+
+    @abc.abstractmethod
+    def connect_volume(self, volume: dict, writable: bool) -> dict:
+        """Make the volume reachable from this host for a copy.
+
+        Returns a connection dict with ``access`` one of ``path``/``block``
+        (and ``path``: a local file or device dd can open) or ``stream``
+        (the data is reachable only through :meth:`open_connection`).
+        """
+
+    @abc.abstractmethod
+    def disconnect_volume(self, volume: dict, connection: dict) -> None:
+        """Undo connect_volume. Idempotent: disconnecting twice is not an error."""
+
+    def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
+        """A file-like object on a ``stream`` connection (seekable, with tell())."""
+        raise NotImplementedError(f"{type(self).__name__} gives no file-like access")
+
+    # -- driver-assisted migration (optional) --------------------------------
+    def can_migrate_within_backend(self, volume: dict, dest_pool: str) -> bool:
+        """True if this backend can move the volume to `dest_pool` itself."""
+        return False
+
+    def get_migration_progress(self, volume: dict) -> tuple[int, int] | None:
+        """(bytes moved, bytes total) of a driver-assisted move, or None if none runs."""
+        return None

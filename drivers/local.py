@@ -1,0 +1,148 @@
+"""The local backend: volumes are sparse files in a directory of this host.
+
+Useful on its own (a single host, tests, the demo) and as the reference for
+driver writers. ``local_access`` chooses how a migration reaches the data:
+the file's path (dd copies it), a loop block device over the file (dd copies
+between real block devices), or only a file-like object (the file-I/O copy).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import BinaryIO
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from volmigrate.drivers import base
+from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+
+LOG = logging.getLogger(__name__)
+
+LOOP_CONTROL = "/dev/loop-control"
+
+local_opts = [
+    cfg.StrOpt("local_volume_dir",
+               help="Directory holding this backend's volume files. "
+                    "Default: <state_path>/volumes/<backend section name>."),
+    cfg.StrOpt("local_access", default=base.ACCESS_PATH,
+               choices=[(base.ACCESS_PATH, "dd copies the volume file itself"),
+                        (base.ACCESS_BLOCK, "volumes are attached as loop block "
+                                            "devices (needs root and /dev/loop-control)"),
+                        (base.ACCESS_STREAM, "only a file-like object is given, so "
+                                             "migrations use the file-I/O copy")],
+               help="How a migration reaches this backend's volumes."),
+]
+
+
+def _run(args: list[str]) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise DriverError(f"cannot run {args[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise DriverError(f"{' '.join(args)} failed ({proc.returncode}): "
+                          f"{proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+class LocalDriver(base.VolumeDriver):
+    options = local_opts
+
+    @property
+    def volume_dir(self) -> str:
+        return self.configuration.local_volume_dir or os.path.join(
+            self.state_path, "volumes", self.backend_name)
+
+    def do_setup(self) -> None:
+        try:
+            os.makedirs(self.volume_dir, exist_ok=True)
+        except OSError as exc:
+            raise DriverConfigError(
+                f"local_volume_dir {self.volume_dir} cannot be created: {exc}") from exc
+        if self.configuration.local_access == base.ACCESS_BLOCK:
+            if os.geteuid() != 0 or not os.path.exists(LOOP_CONTROL):
+                raise DriverConfigError(
+                    f"backend {self.backend_name}: local_access = block needs root "
+                    f"and {LOOP_CONTROL}")
+
+    def volume_path(self, volume: dict) -> str:
+        return os.path.join(self.volume_dir, f"volume-{base.object_id(volume)}")
+
+    def get_volume_stats(self) -> dict:
+        st = os.statvfs(self.volume_dir)
+        gib = 1024 ** 3
+        return {
+            "volume_backend_name": self.backend_name,
+            "migration_progress_report": False,
+            "pools": [{
+                "pool_name": self.backend_name,
+                "total_capacity_gb": round(st.f_blocks * st.f_frsize / gib, 2),
+                "free_capacity_gb": round(st.f_bavail * st.f_frsize / gib, 2),
+            }],
+        }
+
+    def pools(self) -> list[str]:
+        return [self.backend_name]
+
+    def create_volume(self, volume: dict) -> dict:
+        path = self.volume_path(volume)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as exc:
+            raise DriverError(f"backend object {path} already exists") from exc
+        except OSError as exc:
+            raise DriverError(f"cannot create {path}: {exc}") from exc
+        try:
+            os.ftruncate(fd, volume["size"])  # sparse: no blocks allocated
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(path)
+            raise DriverError(f"cannot size {path}: {exc}") from exc
+        os.close(fd)
+        return {"provider_location": path}
+
+    def delete_volume(self, volume: dict) -> None:
+        try:
+            os.unlink(self.volume_path(volume))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise DriverError(f"cannot delete {self.volume_path(volume)}: {exc}") from exc
+
+    def access_kind(self) -> str:
+        return self.configuration.local_access
+
+    def connect_volume(self, volume: dict, writable: bool) -> dict:
+        path = self.volume_path(volume)
+        if not os.path.exists(path):
+            raise DriverError(f"backend object {path} does not exist")
+        access = self.configuration.local_access
+        if access == base.ACCESS_BLOCK:
+            args = ["losetup", "--find", "--show"]
+            if not writable:
+                args.append("--read-only")
+            device = _run(args + [path])
+            LOG.debug("Attached %s as %s", path, device)
+            return {"access": base.ACCESS_BLOCK, "path": device, "backing_file": path}
+        return {"access": access, "path": path}
+
+    def disconnect_volume(self, volume: dict, connection: dict) -> None:
+        if connection.get("access") != base.ACCESS_BLOCK:
+            return
+        device = connection["path"]
+        name = os.path.basename(device)
+        backing = f"/sys/block/{name}/loop/backing_file"
+        try:
+            with open(backing, encoding="utf-8") as f:
+                current = f.read().strip()
+        except FileNotFoundError:
+            return  # already detached
+        if os.path.realpath(current.removesuffix(" (deleted)")) != os.path.realpath(
+                connection["backing_file"]):
+            return  # the device was reused for another file: not ours any more
+        _run(["losetup", "--detach", device])
+
+    def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
+        return open(connection["path"], "r+b" if writable else "rb")

@@ -1,0 +1,129 @@
+"""Every option volmigrate reads, and their validation.
+
+``list_opts()`` feeds oslo-config-generator (entry point ``oslo.config.opts``,
+namespace ``volmigrate``). Backend options are listed under a ``[backend]``
+group: they belong in each section named by ``enabled_backends``.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+
+from oslo_config import cfg
+from stevedore import ExtensionManager
+
+from volmigrate.engine.exceptions import ConfigError
+from volmigrate.engine.hosts import parse_host
+from volmigrate.engine.units import parse_size
+
+DRIVER_NAMESPACE = "volmigrate.drivers"
+DEFAULT_STATE_PATH = "/var/lib/volmigrate"
+
+default_opts = [
+    cfg.StrOpt("state_path", default=DEFAULT_STATE_PATH,
+               help="Directory for the service's state: the SQLite database and, by "
+                    "default, the local backends' volume files."),
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="localhost",
+               help="Name of this node: the `node` of the node@backend#pool host "
+                    "strings this service serves."),
+    cfg.ListOpt("enabled_backends", default=[],
+                help="Config sections, one per backend this service manages."),
+    cfg.FloatOpt("migration_progress_report_interval", default=30.0, min=0.01,
+                 help="Seconds between two progress reports of a running migration "
+                      "(log line, notification and the migration row)."),
+    cfg.IntOpt("volume_copy_bps_limit", default=0, min=0,
+               help="Highest rate of a migration copy, in bytes per second; 0 means "
+                    "unlimited."),
+    cfg.StrOpt("volume_dd_blocksize", default="1M",
+               help="Block size of the copy (dd bs=), from 512 to 64M, e.g. 1M or 4M."),
+    cfg.StrOpt("internal_project_id", default="volmigrate-internal",
+               help="Project owning the hidden destination volumes of running "
+                    "migrations; its volumes are left out of listings unless asked for."),
+    cfg.IntOpt("migration_workers", default=4, min=1, max=256,
+               help="Migrations that copy at the same time; more requests queue."),
+]
+
+database_opts = [
+    cfg.StrOpt("connection", secret=True,
+               help="SQLAlchemy URL of the service database. Default: SQLite at "
+                    "<state_path>/volmigrate.sqlite."),
+]
+
+backend_opts = [
+    cfg.StrOpt("volume_driver",
+               help="Driver of this backend: an entry point name of the "
+                    "volmigrate.drivers namespace (e.g. local) or module:Class."),
+]
+
+MAX_BLOCKSIZE = 64 * 1024 ** 2
+
+
+def _driver_options() -> list[cfg.Opt]:
+    opts: list[cfg.Opt] = []
+    manager = ExtensionManager(DRIVER_NAMESPACE, invoke_on_load=False)
+    for ext in sorted(manager, key=lambda e: e.name):
+        for opt in getattr(ext.plugin, "options", []):
+            if all(o.dest != opt.dest for o in opts):
+                opts.append(opt)
+    return opts
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [
+        ("DEFAULT", copy.deepcopy(default_opts)),
+        ("database", copy.deepcopy(database_opts)),
+        ("backend", copy.deepcopy(backend_opts + _driver_options())),
+    ]
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(default_opts)
+    conf.register_opts(database_opts, group="database")
+
+
+def database_url(conf: cfg.ConfigOpts) -> str:
+    return conf.database.connection or f"sqlite:///{conf.state_path}/volmigrate.sqlite"
+
+
+def _read(conf: cfg.ConfigOpts, name: str, group: str | None = None):
+    try:
+        return getattr(conf[group], name) if group else getattr(conf, name)
+    except (cfg.ConfigFileValueError, ValueError) as exc:
+        where = f"[{group or 'DEFAULT'}] {name}"
+        raise ConfigError(f"invalid value for {where}: {exc}") from exc
+    except cfg.NoSuchOptError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def validate(conf: cfg.ConfigOpts) -> None:
+    """Read every option once so a bad value stops the start with a clear message."""
+    for opt in default_opts:
+        _read(conf, opt.dest)
+    for opt in database_opts:
+        _read(conf, opt.dest, "database")
+    try:
+        parse_host(f"{conf.host}@x")
+    except ValueError:
+        raise ConfigError(f"invalid value for [DEFAULT] host: {conf.host!r} (letters, "
+                          f"digits and . _ : - only)") from None
+    try:
+        blocksize = parse_size(conf.volume_dd_blocksize)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for [DEFAULT] volume_dd_blocksize: {exc}") from None
+    if blocksize % 512 or blocksize > MAX_BLOCKSIZE:
+        raise ConfigError("invalid value for [DEFAULT] volume_dd_blocksize: "
+                          f"{conf.volume_dd_blocksize!r} must be a multiple of 512 "
+                          f"between 512 and 64M")
+    backends = conf.enabled_backends
+    if not backends:
+        raise ConfigError("no backend configured: set [DEFAULT] enabled_backends to the "
+                          "config sections of your backends")
+    if len(set(backends)) != len(backends):
+        raise ConfigError(f"[DEFAULT] enabled_backends names a backend twice: {backends}")
+    for name in backends:
+        try:
+            parse_host(f"node@{name}")
+        except ValueError:
+            raise ConfigError(f"backend name {name!r} in enabled_backends is invalid "
+                              f"(letters, digits and . _ : - only)") from None

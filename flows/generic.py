@@ -1,0 +1,57 @@
+"""The generic (host-assisted) migration: any backend to any backend.
+
+mark starting -> create hidden destination -> connect both ->
+copy || monitor progress -> disconnect both -> complete -> mark success
+"""
+
+from __future__ import annotations
+
+from taskflow.patterns import graph_flow
+
+from volmigrate.flows import constants as c
+from volmigrate.flows.copy_tasks import CopyVolumeData, MonitorProgress
+from volmigrate.flows.lifecycle_tasks import MarkMigrationStarting, MarkMigrationSuccess
+from volmigrate.flows.volume_tasks import (
+    CompleteMigration,
+    ConnectVolume,
+    CreateDestinationVolume,
+    DisconnectVolume,
+)
+
+GENERIC_CASES = (c.CASE_GENERIC_DD, c.CASE_GENERIC_FILE_IO)
+
+
+def get_flow(case: str = c.CASE_GENERIC_DD) -> graph_flow.Flow:
+    """Build the generic migration flow (the copy picks dd or file I/O by connection)."""
+    if case not in GENERIC_CASES:
+        raise ValueError(f"not a generic migration case: {case}")
+    start = MarkMigrationStarting(name="mark-starting")
+    create = CreateDestinationVolume(name="create-destination")
+    connect_src = ConnectVolume(False, name="connect-source", provides=c.SOURCE_CONNECTION)
+    connect_dst = ConnectVolume(True, name="connect-destination", provides=c.DEST_CONNECTION,
+                                rebind={"volume_id": c.DEST_VOLUME_ID})
+    copy = CopyVolumeData(name="copy-data")
+    monitor = MonitorProgress(name="monitor-progress")
+    disconnect_src = DisconnectVolume(name="disconnect-source",
+                                      rebind={"connection": c.SOURCE_CONNECTION})
+    disconnect_dst = DisconnectVolume(name="disconnect-destination",
+                                      rebind={"connection": c.DEST_CONNECTION,
+                                              "volume_id": c.DEST_VOLUME_ID})
+    complete = CompleteMigration(name="complete-migration")
+    success = MarkMigrationSuccess(name="mark-success")
+
+    flow = graph_flow.Flow(f"migrate-volume-{case}")
+    flow.add(start, create, connect_src, connect_dst, copy, monitor,
+             disconnect_src, disconnect_dst, complete, success)
+    # Order that no data dependency implies.
+    flow.link(start, create)
+    flow.link(start, connect_src)
+    for connect in (connect_src, connect_dst):
+        flow.link(connect, monitor)
+    for ended in (copy, monitor):
+        flow.link(ended, disconnect_src)
+        flow.link(ended, disconnect_dst)
+    flow.link(disconnect_src, complete)
+    flow.link(disconnect_dst, complete)
+    flow.link(complete, success)
+    return flow
