@@ -1,1 +1,1 @@
-"""placeholder"""
+"""volmigrate.cmd: the `volmigrate` command line."""

@@ -449,6 +449,15 @@ class MigrationService:
                 f"the migration {migration['id']} of volume {migration['volume_id']} was "
                 f"asked to abort but is still running; try again later") from None
 
+    def abort_migration(self, ref: str, reason: str = "aborted by the administrator") -> dict:
+        """Stop a running migration (by id or volume id) and wait for its rollback."""
+        migration = self._migration_for(ref)
+        if migration["state"] not in models.STATES_UNFINISHED:
+            raise InvalidVolumeState(f"migration {migration['id']} is not running "
+                                     f"(state {migration['state']})")
+        self._abort(migration, reason)
+        return self.get_migration(migration["id"])
+
     def _watch_aborts(self) -> None:
         while not self._stop.wait(ABORT_POLL_SECONDS):
             rt = self._runtime

@@ -1,0 +1,225 @@
+"""The `volmigrate` command.
+
+Commands that change volumes start the service in this process (embedded
+mode), so `migrate` returns only when its migration has ended. Read-only
+commands (list, show, progress) only open the database, so they can watch a
+migration another process runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+# TaskFlow's optional eventlet support imports eventlet, which warns on import.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from volmigrate.cmd import output
+from volmigrate.engine import MigrationService
+from volmigrate.engine.exceptions import VolmigrateError
+from volmigrate.engine.units import parse_volume_size
+
+LOG = logging.getLogger(__name__)
+
+QUIET_LOGGERS = ["alembic=WARN", "oslo_service=WARN", "stevedore=WARN", "taskflow=WARN",
+                 "oslo.messaging=WARN", "oslo.messaging.notification=INFO"]
+
+
+def _add_format(parser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="output format")
+
+
+def add_command_parsers(subparsers) -> None:
+    p = subparsers.add_parser("create", help="create an empty volume")
+    p.add_argument("--size", required=True, help="size, e.g. 64M or 10G")
+    # dests differ from the option names oslo.config keeps in the same namespace
+    # ("host" is [DEFAULT] host, "name" is the sub-command's name).
+    p.add_argument("--host", dest="volume_host", required=True, help="node@backend[#pool]")
+    p.add_argument("--name", dest="volume_name")
+    _add_format(p)
+
+    p = subparsers.add_parser("delete", help="delete a volume and its data")
+    p.add_argument("volume")
+
+    p = subparsers.add_parser("list", help="list volumes")
+    p.add_argument("--migration-status", help="only volumes with this migration status "
+                                              "(starting, migrating, completing, success, "
+                                              "error, none)")
+    p.add_argument("--all", action="store_true",
+                   help="include the hidden destination volumes of running migrations")
+    _add_format(p)
+
+    p = subparsers.add_parser("show", help="show a volume")
+    p.add_argument("volume")
+    _add_format(p)
+
+    p = subparsers.add_parser("migrate", help="migrate a volume to another host")
+    p.add_argument("volume")
+    p.add_argument("dest_host", metavar="HOST", help="destination node@backend[#pool]")
+    p.add_argument("--force", "--lock-volume", dest="lock_volume", action="store_true",
+                   help="lock the volume (status maintenance) during the migration")
+    p.add_argument("--force-host-copy", action="store_true",
+                   help="copy through this host even if the backend could move it itself")
+    p.add_argument("--wait", action="store_true", help="show a live progress bar")
+
+    p = subparsers.add_parser("progress", help="progress of a volume's latest migration")
+    p.add_argument("volume")
+    _add_format(p)
+
+    for name, text in (("attach", "mark a volume attached (in-use)"),
+                       ("detach", "mark a volume detached (available)")):
+        p = subparsers.add_parser(name, help=text)
+        p.add_argument("volume")
+
+    p = subparsers.add_parser("demo", help="run a real migration between two local backends "
+                                           "in a temporary directory and show it")
+    p.add_argument("--size", default="256M", help="volume size (default 256M)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+
+
+command_opt = cfg.SubCommandOpt("command", title="Commands", handler=add_command_parsers,
+                                help="run `volmigrate COMMAND --help` for details")
+
+
+def _setup_logging(conf: cfg.ConfigOpts) -> None:
+    logging.set_defaults(default_log_levels=logging.get_default_log_levels() + QUIET_LOGGERS)
+    if not (conf.log_file or conf.log_dir or conf.use_stderr or conf.use_journal):
+        # The "server log" the accepted message points to, away from the terminal.
+        os.makedirs(conf.state_path, exist_ok=True)
+        conf.set_override("log_file", os.path.join(conf.state_path, "volmigrate.log"))
+    logging.setup(conf, "volmigrate")
+
+
+def _cmd_create(svc, args) -> int:
+    svc.start()
+    volume = svc.create_volume(args.size, args.volume_host, name=args.volume_name)
+    _show_volume(volume, args.format)
+    return 0
+
+
+def _show_volume(volume: dict, fmt: str) -> None:
+    if fmt == "json":
+        output.print_json(volume)
+    else:
+        output.print_record(volume, title=f"volume {volume['id']}")
+
+
+def _cmd_delete(svc, args) -> int:
+    svc.start()
+    svc.delete_volume(args.volume)
+    print(f"Volume {args.volume} deleted.")
+    return 0
+
+
+def _cmd_list(svc, args) -> int:
+    volumes = svc.list_volumes(migration_status=args.migration_status,
+                               include_hidden=args.all)
+    if args.format == "json":
+        output.print_json(volumes)
+    else:
+        output.print_rows(volumes, output.VOLUME_COLUMNS)
+    return 0
+
+
+def _cmd_show(svc, args) -> int:
+    _show_volume(svc.get_volume(args.volume, include_hidden=True), args.format)
+    return 0
+
+
+def _cmd_progress(svc, args) -> int:
+    info = svc.get_migration_progress(args.volume)
+    if args.format == "json":
+        output.print_json(info)
+    else:
+        output.print_record(info, title=f"migration of volume {args.volume}")
+    return 0
+
+
+def _cmd_migrate(svc, args) -> int:
+    svc.start()
+    response = svc.migrate_volume(args.volume, args.dest_host, lock_volume=args.lock_volume,
+                                  force_host_copy=args.force_host_copy)
+    print(response.message, flush=True)
+    if not response.accepted:
+        return 1
+    try:
+        if args.wait:
+            ended = lambda: svc.get_migration(response.migration_id)["state"] in (  # noqa: E731
+                "success", "error")
+            output.follow_progress(lambda: svc.get_migration_progress(args.volume), ended,
+                                   f"volume {args.volume}")
+        migration = svc.wait(response.migration_id)
+    except KeyboardInterrupt:
+        print("Interrupted: aborting the migration...", file=sys.stderr, flush=True)
+        migration = svc.abort_migration(response.migration_id,
+                                        "aborted: the migrate command was interrupted")
+    volume = svc.get_volume(args.volume)
+    if migration["state"] == "success":
+        print(f"Migration {migration['id']} succeeded: volume {args.volume} is now on "
+              f"{volume['host']} (status {volume['status']}, migration_status "
+              f"{volume['migration_status']}).")
+        return 0
+    print(f"Migration {migration['id']} failed: {migration['error']}", file=sys.stderr)
+    print(f"Volume {args.volume} stays on {volume['host']} (status {volume['status']}, "
+          f"migration_status {volume['migration_status']}).", file=sys.stderr)
+    return 1 if args.wait else 0
+
+
+def _cmd_attach(svc, args) -> int:
+    svc.start()
+    volume = svc.attach_volume(args.volume)
+    print(f"Volume {args.volume} attached (status {volume['status']}).")
+    return 0
+
+
+def _cmd_detach(svc, args) -> int:
+    svc.start()
+    volume = svc.detach_volume(args.volume)
+    print(f"Volume {args.volume} detached (status {volume['status']}).")
+    return 0
+
+
+COMMANDS = {
+    "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
+    "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
+    "detach": _cmd_detach,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    conf = cfg.ConfigOpts()
+    logging.register_options(conf)
+    conf.register_cli_opt(command_opt)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        conf(argv, project="volmigrate")
+    except (cfg.Error, ValueError) as exc:
+        print(f"volmigrate: {exc}", file=sys.stderr)
+        return 2
+    if conf.command.name == "demo":
+        from volmigrate.cmd import demo
+        try:
+            parse_volume_size(conf.command.size)
+            return demo.run(conf.command.size, keep=conf.command.keep)
+        except ValueError as exc:
+            print(f"volmigrate: {exc}", file=sys.stderr)
+            return 2
+    svc = MigrationService(conf)
+    try:
+        svc.connect()
+        _setup_logging(conf)
+        return COMMANDS[conf.command.name](svc, conf.command)
+    except VolmigrateError as exc:
+        print(f"volmigrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        svc.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
