@@ -1,0 +1,89 @@
+"""A generic migration moves the data byte for byte, and the records follow it."""
+
+import os
+
+import pytest
+
+from vmtest import (HAS_LOOP, MiB, fill_random, host, notifications, sha256_of,
+                            volume_files)
+from volmigrate.engine import ACCEPTED_MESSAGE
+
+SIZE = 64 * MiB + 512  # not a multiple of dd's block size: the tail must come too
+
+
+def _migrate_and_check(svc, tmp_path, lock, case):
+    volume = svc.create_volume(SIZE, host("a"), name="data")
+    before = fill_random(volume["provider_location"], SIZE)
+
+    response = svc.migrate_volume(volume["id"], host("b"), lock_volume=lock)
+    assert response.accepted, response.message
+    assert response.message == ACCEPTED_MESSAGE
+    migration = svc.wait(response.migration_id, timeout=120)
+
+    assert migration["state"] == "success", migration["error"]
+    assert migration["case"] == case
+    after = svc.get_volume(volume["id"])
+    assert after["host"] == f"{host('b')}#b"
+    assert after["name_id"] == migration["id"]  # data lives in the object made for it
+    assert after["status"] == "available"
+    assert after["migration_status"] == "success"
+    assert after["provider_location"].startswith(str(tmp_path / "state" / "volumes" / "b"))
+    assert sha256_of(after["provider_location"]) == before
+    assert os.path.getsize(after["provider_location"]) == SIZE
+    # Nothing left behind: no hidden volume, no file on the source backend.
+    assert [v["id"] for v in svc.list_volumes(include_hidden=True)] == [volume["id"]]
+    assert volume_files(tmp_path, "a") == []
+    assert volume_files(tmp_path, "b") == [f"volume-{migration['id']}"]
+    events = [n["event_type"] for n in notifications()]
+    assert events[0] == "volume.migration.start" and events[-1] == "volume.migration.end"
+    assert "volume.migration.error" not in events
+    return migration
+
+
+@pytest.mark.parametrize("lock", [False, True])
+def test_dd_migration_between_files(make_service, tmp_path, lock):
+    svc = make_service()
+    _migrate_and_check(svc, tmp_path, lock, "generic-dd")
+
+
+@pytest.mark.skipif(not HAS_LOOP, reason="loop devices need root and /dev/loop-control")
+def test_dd_migration_between_loop_block_devices(make_service, tmp_path):
+    svc = make_service(backends={"a": {"local_access": "block"},
+                                 "b": {"local_access": "block"}})
+    loops_before = os.popen("losetup -a").read()
+    _migrate_and_check(svc, tmp_path, True, "generic-dd")
+    assert os.popen("losetup -a").read() == loops_before  # every loop device released
+
+
+def test_file_io_migration_when_a_side_gives_only_a_file_object(make_service, tmp_path):
+    svc = make_service(backends={"a": {}, "b": {"local_access": "stream"}})
+    _migrate_and_check(svc, tmp_path, False, "generic-file-io")
+
+
+def test_sparse_source_stays_sparse_on_the_destination(make_service, tmp_path):
+    svc = make_service()
+    volume = svc.create_volume(256 * MiB, host("a"))
+    with open(volume["provider_location"], "r+b") as f:
+        f.seek(100 * MiB)
+        f.write(os.urandom(MiB))
+    before = sha256_of(volume["provider_location"])
+    migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
+    assert migration["state"] == "success"
+    path = svc.get_volume(volume["id"])["provider_location"]
+    assert sha256_of(path) == before
+    assert os.stat(path).st_blocks * 512 <= 2 * MiB
+
+
+def test_migrating_back_and_forth_keeps_the_data(make_service, tmp_path):
+    svc = make_service()
+    volume = svc.create_volume(8 * MiB, host("a"))
+    before = fill_random(volume["provider_location"], 8 * MiB)
+    for dest in ("b", "a", "b"):
+        response = svc.migrate_volume(volume["id"], host(dest))
+        assert svc.wait(response.migration_id, 60)["state"] == "success"
+    final = svc.get_volume(volume["id"])
+    assert final["host"] == f"{host('b')}#b"
+    assert sha256_of(final["provider_location"]) == before
+    assert volume_files(tmp_path, "a") == []
+    assert len(volume_files(tmp_path, "b")) == 1
+    assert len(svc.list_migrations(volume["id"])) == 3
