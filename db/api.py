@@ -130,7 +130,9 @@ class Database:
                 return False
             src_obj, dst_obj = src.name_id or src.id, dst.name_id or dst.id
             src.host, dst.host = dst.host, src.host
-            src.name_id, dst.name_id = dst_obj, src_obj
+            # An object named after the row itself is recorded as None.
+            src.name_id = dst_obj if dst_obj != src.id else None
+            dst.name_id = src_obj if src_obj != dst.id else None
             src.provider_location, dst.provider_location = (
                 dst.provider_location, src.provider_location)
             src.updated_at = dst.updated_at = models.utcnow()

@@ -41,11 +41,13 @@ def known_drivers() -> list[str]:
 def load_drivers(conf: cfg.ConfigOpts) -> dict[str, VolumeDriver]:
     """Build and set up one driver per enabled backend, or raise ConfigError."""
     sections = set(conf.list_all_sections())
-    drivers: dict[str, VolumeDriver] = {}
     for backend in conf.enabled_backends:
         if backend not in sections:
             raise ConfigError(f"backend {backend!r} is in enabled_backends but the config "
                               f"has no [{backend}] section")
+    # Check every backend's options before any driver touches its storage.
+    classes: dict[str, type[VolumeDriver]] = {}
+    for backend in conf.enabled_backends:
         conf.register_opts(backend_opts, group=backend)
         name = _read(conf, "volume_driver", backend)
         if not name:
@@ -54,6 +56,9 @@ def load_drivers(conf: cfg.ConfigOpts) -> dict[str, VolumeDriver]:
         conf.register_opts(cls.options, group=backend)
         for opt in cls.options:
             _read(conf, opt.dest, backend)
+        classes[backend] = cls
+    drivers: dict[str, VolumeDriver] = {}
+    for backend, cls in classes.items():
         driver = cls(conf[backend], backend, conf.state_path)
         try:
             driver.do_setup()

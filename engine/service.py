@@ -96,8 +96,9 @@ class MigrationService:
     def start(self) -> None:
         if self._runtime is not None:
             return
+        opts.validate(self.conf)
+        drivers = backends.load_drivers(self.conf)  # a bad backend stops us before the db
         self.connect()
-        drivers = backends.load_drivers(self.conf)
         blocksize = parse_size(self.conf.volume_dd_blocksize)
         settings = runtime.Settings(
             progress_interval=self.conf.migration_progress_report_interval,

@@ -41,15 +41,3 @@ def parse_volume_size(text: str | int) -> int:
         raise ValueError(f"invalid size {text!r}: a volume size must be a multiple of "
                          f"{SECTOR} bytes ({value} is not)")
     return value
-
-
-def format_size(value: int) -> str:
-    for unit in ("P", "T", "G", "M", "K"):
-        factor = _UNITS[unit.lower()]
-        if value >= factor and value % factor == 0:
-            return f"{value // factor}{unit}"
-    for unit in ("P", "T", "G", "M", "K"):
-        factor = _UNITS[unit.lower()]
-        if value >= factor:
-            return f"{value / factor:.1f}{unit}"
-    return f"{value}B"

@@ -110,3 +110,17 @@ def host(backend: str) -> str:
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def wait_migrating(svc: MigrationService, volume_id: str) -> None:
+    wait_for(lambda: svc.get_volume(volume_id)["migration_status"] == "migrating")

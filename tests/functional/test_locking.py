@@ -1,23 +1,13 @@
 """The spec's lock rules: --force locks (maintenance); without it, attach/detach abort."""
 
-import time
-
 import pytest
 
-from vmtest import MiB, fill_random, host, notifications, sha256_of, volume_files
+from vmtest import MiB, wait_migrating, fill_random, host, notifications, sha256_of, volume_files
 from volmigrate.engine.exceptions import InvalidVolumeState, VolumeLocked
 
 SIZE = 64 * MiB
 SLOW = 16 * MiB  # bytes/s: the copy takes ~4 s, long enough to act during it
 
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def test_locked_migration_is_maintenance_and_refuses_attach_and_detach(make_service):
@@ -28,7 +18,7 @@ def test_locked_migration_is_maintenance_and_refuses_attach_and_detach(make_serv
     assert response.accepted
 
     assert svc.get_volume(volume["id"])["status"] == "maintenance"
-    _wait_for(lambda: svc.get_volume(volume["id"])["migration_status"] == "migrating")
+    wait_migrating(svc, volume["id"])
     with pytest.raises(VolumeLocked, match="locked by a running migration.*attach"):
         svc.attach_volume(volume["id"])
     with pytest.raises(VolumeLocked, match="locked by a running migration.*detach"):
@@ -52,7 +42,7 @@ def test_attach_during_unlocked_migration_aborts_it_then_attaches(make_service, 
     response = svc.migrate_volume(volume["id"], host("b"))
     assert response.accepted
 
-    _wait_for(lambda: svc.get_volume(volume["id"])["migration_status"] == "migrating")
+    wait_migrating(svc, volume["id"])
     assert svc.get_volume(volume["id"])["status"] == "available"  # unchanged: no lock
     attached = svc.attach_volume(volume["id"])
 
@@ -83,7 +73,7 @@ def test_abort_by_the_administrator(make_service, tmp_path):
     volume = svc.create_volume(SIZE, host("a"))
     before = fill_random(volume["provider_location"], SIZE)
     response = svc.migrate_volume(volume["id"], host("b"), lock_volume=True)
-    _wait_for(lambda: svc.get_volume(volume["id"])["migration_status"] == "migrating")
+    wait_migrating(svc, volume["id"])
     migration = svc.abort_migration(volume["id"], "aborted by the administrator")
     assert migration["state"] == "error" and "administrator" in migration["error"]
     after = svc.get_volume(volume["id"])
