@@ -154,9 +154,22 @@ class FileCopy:
     def position(self) -> int:
         return self._pos
 
+    def _sync(self) -> None:
+        self.dest.flush()
+        try:
+            fd = self.dest.fileno()
+        except (OSError, ValueError):
+            return  # not a real file: flush() is all it offers
+        os.fsync(fd)
+
     def run(self) -> int:
         schedule = RateSchedule(self.bps_limit, self.abort_event)
         zeros = bytes(self.chunk_size)
+        # Throttled, sync once per slice like the dd runs do, so the final
+        # sync does not add a burst of unpaced time at the end.
+        sync_every = (max(self.chunk_size, int(self.bps_limit * THROTTLE_SLICE_SECONDS))
+                      if self.bps_limit > 0 else 0)
+        synced = 0
         self.source.seek(0)
         self.dest.seek(0)
         pos = 0
@@ -175,13 +188,10 @@ class FileCopy:
                     self.dest.write(chunk)
                 pos += len(chunk)
                 self._pos = self.dest.tell()
-            self.dest.flush()
-            try:
-                fd = self.dest.fileno()
-            except (OSError, ValueError):
-                fd = None  # not a real file: flush() is all it offers
-            if fd is not None:
-                os.fsync(fd)
+                if sync_every and pos - synced >= sync_every:
+                    self._sync()
+                    synced = pos
+            self._sync()
         except OSError as exc:
             raise CopyFailed(f"file copy failed at byte {pos}: {exc}") from exc
         return pos
