@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 
 from oslo_config import cfg
+from stevedore import ExtensionManager
 from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
 
 from volmigrate.drivers.base import VolumeDriver
 from volmigrate.drivers.exceptions import DriverError
 from volmigrate.engine.exceptions import ConfigError
-from volmigrate.engine.opts import DRIVER_NAMESPACE, _read, backend_opts
+from volmigrate.engine.opts import DRIVER_NAMESPACE, backend_opts, read_option
 
 
 def _driver_class(name: str, backend: str) -> type[VolumeDriver]:
@@ -34,7 +35,6 @@ def _driver_class(name: str, backend: str) -> type[VolumeDriver]:
 
 
 def known_drivers() -> list[str]:
-    from stevedore import ExtensionManager
     return sorted(ExtensionManager(DRIVER_NAMESPACE, invoke_on_load=False).names())
 
 
@@ -49,13 +49,13 @@ def load_drivers(conf: cfg.ConfigOpts) -> dict[str, VolumeDriver]:
     classes: dict[str, type[VolumeDriver]] = {}
     for backend in conf.enabled_backends:
         conf.register_opts(backend_opts, group=backend)
-        name = _read(conf, "volume_driver", backend)
+        name = read_option(conf, "volume_driver", backend)
         if not name:
             raise ConfigError(f"[{backend}] volume_driver is not set")
         cls = _driver_class(name, backend)
         conf.register_opts(cls.options, group=backend)
         for opt in cls.options:
-            _read(conf, opt.dest, backend)
+            read_option(conf, opt.dest, backend)
         classes[backend] = cls
     drivers: dict[str, VolumeDriver] = {}
     for backend, cls in classes.items():

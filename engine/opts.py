@@ -86,7 +86,8 @@ def database_url(conf: cfg.ConfigOpts) -> str:
     return conf.database.connection or f"sqlite:///{conf.state_path}/volmigrate.sqlite"
 
 
-def _read(conf: cfg.ConfigOpts, name: str, group: str | None = None):
+def read_option(conf: cfg.ConfigOpts, name: str, group: str | None = None):
+    """An option's value; a bad value becomes a ConfigError naming section and option."""
     try:
         return getattr(conf[group], name) if group else getattr(conf, name)
     except (cfg.ConfigFileValueError, ValueError) as exc:
@@ -99,9 +100,9 @@ def _read(conf: cfg.ConfigOpts, name: str, group: str | None = None):
 def validate(conf: cfg.ConfigOpts) -> None:
     """Read every option once so a bad value stops the start with a clear message."""
     for opt in default_opts:
-        _read(conf, opt.dest)
+        read_option(conf, opt.dest)
     for opt in database_opts:
-        _read(conf, opt.dest, "database")
+        read_option(conf, opt.dest, "database")
     try:
         parse_host(f"{conf.host}@x")
     except ValueError:
