@@ -82,7 +82,7 @@ def follow_progress(poll: Callable[[], dict], finished: Callable[[], bool],
             if task is None:
                 task = bar.add_task(label, total=info["bytes_total"] or 1)
             bar.update(task, completed=info["bytes_copied"],
-                       description=f"{label} [{info['migration_status'] or ''}]")
+                       description=f"{label} ({info['migration_status'] or 'queued'})")
             if done:
                 break
             time.sleep(interval)
