@@ -81,7 +81,10 @@ class Migration(Base):
     previous_status: Mapped[str] = mapped_column(String(32))
     dest_volume_id: Mapped[str | None] = mapped_column(String(36))
     bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bytes known durable on the destination: where a resumed copy starts.
     bytes_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Position of the last progress report (may run ahead of bytes_copied).
+    progress_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     percent: Mapped[float] = mapped_column(Float, default=0.0)
     progress_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     progress_reports: Mapped[int] = mapped_column(Integer, default=0)
@@ -89,6 +92,10 @@ class Migration(Base):
     # Set by an attach/detach (from any process) to stop an unlocked migration.
     abort_reason: Mapped[str | None] = mapped_column(Text)
     flow_uuid: Mapped[str | None] = mapped_column(String(36))
+    # The service process running the flow ("hostname/boot_id/pid/start_ticks"),
+    # and when it last said it was alive; recovery claims flows of dead owners.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
