@@ -39,10 +39,10 @@ def main() -> None:
                     f.truncate(size)
                 start = time.monotonic()
                 if name == "dd":
-                    DdCopy(src, dst, size, MiB, limit, threading.Event()).run()
+                    DdCopy(src, dst, size, MiB, limit, threading.Event(), checkpoint_bytes=256 * MiB).run()
                 else:
                     with open(src, "rb") as s, open(dst, "r+b") as d:
-                        FileCopy(s, d, size, MiB, limit, threading.Event()).run()
+                        FileCopy(s, d, size, MiB, limit, threading.Event(), checkpoint_bytes=256 * MiB).run()
                 achieved = size / (time.monotonic() - start)
                 print(f"  limit {limit_mib:4d} MiB/s  {name:<8} {achieved / MiB:7.1f} MiB/s"
                       f"   ratio {achieved / limit:5.3f}")

@@ -182,6 +182,14 @@ class Database:
         with self._session() as s:
             return [_to_dict(r) for r in s.scalars(query)]
 
+    def heartbeat(self, owner: str) -> None:
+        """Tell other processes the owner still runs its unfinished migrations."""
+        with self._session() as s, s.begin():
+            s.execute(sa.update(models.Migration)
+                      .where(models.Migration.owner == owner,
+                             models.Migration.state.in_(models.STATES_UNFINISHED))
+                      .values(heartbeat_at=models.utcnow()))
+
     def update_migration(
         self, migration_id: str, values: Mapping[str, Any],
         expected: Mapping[str, Any] | None = None,

@@ -17,6 +17,7 @@ persist it so that another process can resume them.
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any, BinaryIO, ClassVar
 
 from oslo_config import cfg
@@ -92,6 +93,16 @@ class VolumeDriver(abc.ABC):
         (and ``path``: a local file or device dd can open) or ``stream``
         (the data is reachable only through :meth:`open_connection`).
         """
+
+    def connection_valid(self, volume: dict, connection: dict) -> bool:
+        """Whether a connection made earlier (maybe before a restart) still reaches the volume.
+
+        A resumed migration reuses the connections its flow saved; a loop device
+        or an iSCSI session may not have survived a reboot, or may now reach
+        another volume. The default checks that a path still exists.
+        """
+        path = connection.get("path")
+        return path is None or os.path.exists(path)
 
     @abc.abstractmethod
     def disconnect_volume(self, volume: dict, connection: dict) -> None:

@@ -120,28 +120,47 @@ class LocalDriver(base.VolumeDriver):
             raise DriverError(f"backend object {path} does not exist")
         access = self.configuration.local_access
         if access == base.ACCESS_BLOCK:
-            args = ["losetup", "--find", "--show"]
-            if not writable:
-                args.append("--read-only")
-            device = _run(args + [path])
-            LOG.debug("Attached %s as %s", path, device)
+            device = self._loop_device_of(path, writable)
+            if device is None:
+                args = ["losetup", "--find", "--show"]
+                if not writable:
+                    args.append("--read-only")
+                device = _run(args + [path])
+                LOG.debug("Attached %s as %s", path, device)
             return {"access": base.ACCESS_BLOCK, "path": device, "backing_file": path}
         return {"access": access, "path": path}
+
+    @staticmethod
+    def _loop_device_of(path: str, writable: bool) -> str | None:
+        """A loop device already attached to `path` (by a run a crash interrupted)."""
+        listing = _run(["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,RO",
+                        "--associated", path])
+        for line in listing.splitlines():
+            name, read_only = line.split()
+            if read_only == ("0" if writable else "1"):
+                return name
+        return None
+
+    def _backing_file(self, device: str) -> str | None:
+        try:
+            with open(f"/sys/block/{os.path.basename(device)}/loop/backing_file",
+                      encoding="utf-8") as f:
+                return os.path.realpath(f.read().strip().removesuffix(" (deleted)"))
+        except FileNotFoundError:
+            return None
+
+    def connection_valid(self, volume: dict, connection: dict) -> bool:
+        if connection.get("access") != base.ACCESS_BLOCK:
+            return os.path.exists(connection["path"])
+        return self._backing_file(connection["path"]) == os.path.realpath(
+            self.volume_path(volume))
 
     def disconnect_volume(self, volume: dict, connection: dict) -> None:
         if connection.get("access") != base.ACCESS_BLOCK:
             return
         device = connection["path"]
-        name = os.path.basename(device)
-        backing = f"/sys/block/{name}/loop/backing_file"
-        try:
-            with open(backing, encoding="utf-8") as f:
-                current = f.read().strip()
-        except FileNotFoundError:
-            return  # already detached
-        if os.path.realpath(current.removesuffix(" (deleted)")) != os.path.realpath(
-                connection["backing_file"]):
-            return  # the device was reused for another file: not ours any more
+        if self._backing_file(device) != os.path.realpath(connection["backing_file"]):
+            return  # already detached, or reused for another file: not ours any more
         _run(["losetup", "--detach", device])
 
     def open_connection(self, connection: dict, writable: bool) -> BinaryIO:

@@ -42,12 +42,26 @@ default_opts = [
                     "migrations; its volumes are left out of listings unless asked for."),
     cfg.IntOpt("migration_workers", default=4, min=1, max=256,
                help="Migrations that copy at the same time; more requests queue."),
+    cfg.StrOpt("migration_checkpoint_size", default="256M",
+               help="The copy makes the destination durable and records a checkpoint "
+                    "every this many bytes (e.g. 256M); a copy interrupted by a crash "
+                    "resumes from its last checkpoint, re-copying at most this much."),
+    cfg.FloatOpt("migration_heartbeat_interval", default=10.0, min=0.1,
+                 help="Seconds between two heartbeats of a service on the migrations it "
+                      "runs. A migration whose owner is on another host and silent for "
+                      "6 heartbeats is taken over on recovery."),
 ]
 
 database_opts = [
     cfg.StrOpt("connection", secret=True,
                help="SQLAlchemy URL of the service database. Default: SQLite at "
                     "<state_path>/volmigrate.sqlite."),
+]
+
+taskflow_opts = [
+    cfg.StrOpt("persistence_connection", secret=True,
+               help="SQLAlchemy URL of TaskFlow's flow persistence. Default: the service "
+                    "database ([database] connection)."),
 ]
 
 backend_opts = [
@@ -73,6 +87,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return [
         ("DEFAULT", copy.deepcopy(default_opts)),
         ("database", copy.deepcopy(database_opts)),
+        ("taskflow", copy.deepcopy(taskflow_opts)),
         ("backend", copy.deepcopy(backend_opts + _driver_options())),
     ]
 
@@ -80,6 +95,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
 def register(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(default_opts)
     conf.register_opts(database_opts, group="database")
+    conf.register_opts(taskflow_opts, group="taskflow")
 
 
 def database_url(conf: cfg.ConfigOpts) -> str:
@@ -103,15 +119,19 @@ def validate(conf: cfg.ConfigOpts) -> None:
         read_option(conf, opt.dest)
     for opt in database_opts:
         read_option(conf, opt.dest, "database")
+    for opt in taskflow_opts:
+        read_option(conf, opt.dest, "taskflow")
+    for name in ("volume_dd_blocksize", "migration_checkpoint_size"):
+        try:
+            parse_size(getattr(conf, name))
+        except ValueError as exc:
+            raise ConfigError(f"invalid value for [DEFAULT] {name}: {exc}") from None
     try:
         parse_host(f"{conf.host}@x")
     except ValueError:
         raise ConfigError(f"invalid value for [DEFAULT] host: {conf.host!r} (letters, "
                           f"digits and . _ : - only)") from None
-    try:
-        blocksize = parse_size(conf.volume_dd_blocksize)
-    except ValueError as exc:
-        raise ConfigError(f"invalid value for [DEFAULT] volume_dd_blocksize: {exc}") from None
+    blocksize = parse_size(conf.volume_dd_blocksize)
     if blocksize % 512 or blocksize > MAX_BLOCKSIZE:
         raise ConfigError("invalid value for [DEFAULT] volume_dd_blocksize: "
                           f"{conf.volume_dd_blocksize!r} must be a multiple of 512 "

@@ -9,6 +9,7 @@ a worker thread, persisted in the service database.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
@@ -16,6 +17,7 @@ import time
 import taskflow.engines
 from oslo_config import cfg
 from oslo_log import log as logging
+from taskflow.listeners.timing import EventTimeListener
 from taskflow.persistence import models as tf_models
 
 from volmigrate.db import api as db_api
@@ -23,7 +25,8 @@ from volmigrate.db import models
 from volmigrate.db import session as db_session
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver
 from volmigrate.drivers.exceptions import DriverError
-from volmigrate.engine import backends, notifications, opts, persistence
+from volmigrate.engine import (backends, crash_hook, notifications, opts, ownership,
+                               persistence, recovery)
 from volmigrate.engine.exceptions import (
     BackendError,
     ConfigError,
@@ -79,6 +82,9 @@ class MigrationService:
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.identity = ownership.identity()
+        self.tf_backend = None
+        self.task_executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def connect(self) -> None:
@@ -93,7 +99,9 @@ class MigrationService:
                               f"{exc}") from exc
         self.db = db_api.Database(engine)
 
-    def start(self) -> None:
+    def start(self, recover: bool = True) -> None:
+        """Load the drivers and run migrations; with `recover`, take over the
+        unfinished migrations of dead processes first (see engine/recovery.py)."""
         if self._runtime is not None:
             return
         opts.validate(self.conf)
@@ -105,8 +113,10 @@ class MigrationService:
             bps_limit=self.conf.volume_copy_bps_limit,
             dd_blocksize=blocksize,
             hidden_project=self.conf.internal_project_id,
+            checkpoint_bytes=parse_size(self.conf.migration_checkpoint_size),
         )
-        self._tf_backend = persistence.open_backend(self.db.engine)
+        self.identity = ownership.identity()  # this process, even after a fork
+        self.tf_backend = self._open_flow_persistence()
         rt = runtime.Runtime(db=self.db, drivers=drivers,
                              notifier=notifications.make_notifier(self.conf),
                              settings=settings)
@@ -115,7 +125,7 @@ class MigrationService:
         workers = self.conf.migration_workers
         # One long-lived executor for every engine: an engine that makes its
         # own stalls about a second shutting it down (DESIGN.md, "Lessons").
-        self._task_executor = concurrent.futures.ThreadPoolExecutor(
+        self.task_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=4 * workers, thread_name_prefix="migration-task")
         self._runner = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="migration-flow")
@@ -125,6 +135,29 @@ class MigrationService:
         self._watcher.start()
         LOG.info("volmigrate service started on %s with backends %s",
                  self.conf.host, ", ".join(drivers))
+        if recover:
+            self.recover()
+
+    def _open_flow_persistence(self):
+        url = self.conf.taskflow.persistence_connection
+        if not url:
+            return persistence.open_backend(self.db.engine)
+        try:
+            return persistence.open_backend(db_session.create_engine(url))
+        except Exception as exc:
+            raise ConfigError(f"cannot open [taskflow] persistence_connection: {exc}") from exc
+
+    def recover(self) -> list[dict]:
+        """Resume or roll back the migrations no live process runs; say what was done.
+
+        Idempotent: a second call finds nothing to do.
+        """
+        self._require_started()
+        actions = recovery.recover(self)
+        for action in actions:
+            LOG.info("Recovery of migration %(migration_id)s (volume %(volume_id)s): "
+                     "%(action)s, %(detail)s", action)
+        return actions
 
     def stop(self, wait: bool = True) -> None:
         """Stop; with `wait`, let running migrations end first."""
@@ -135,7 +168,7 @@ class MigrationService:
         self._stop.set()
         self._watcher.join()
         self._runner.shutdown(wait=wait)
-        self._task_executor.shutdown(wait=wait)
+        self.task_executor.shutdown(wait=wait)
         runtime.uninstall()
         self._runtime = None
 
@@ -306,7 +339,8 @@ class MigrationService:
             {"source_host": volume["host"], "dest_host": str(dest),
              "lock_volume": lock_volume, "force_host_copy": force_host_copy,
              "case": case, "state": models.STATE_PENDING,
-             "previous_status": volume["status"], "bytes_total": volume["size"]})
+             "previous_status": volume["status"], "bytes_total": volume["size"],
+             "owner": self.identity, "heartbeat_at": models.utcnow()})
         if migration is None:  # another request changed the volume since we read it
             now = self.get_volume(volume_id)
             if now["migration_status"] in models.MIGRATION_RUNNING_STATES:
@@ -326,18 +360,26 @@ class MigrationService:
         }
         # One logbook per migration, named after it, so its history is easy to find.
         book = tf_models.LogBook(f"migration-{migration['id']}")
-        self._tf_backend.get_connection().save_logbook(book)
+        self.tf_backend.get_connection().save_logbook(book)
         engine = taskflow.engines.load_from_factory(
             generic.get_flow, factory_kwargs={"case": migration["case"]}, store=store,
-            book=book, backend=self._tf_backend, engine="parallel",
-            executor=self._task_executor)
+            book=book, backend=self.tf_backend, engine="parallel",
+            executor=self.task_executor)
         self.db.update_migration(migration["id"], {"flow_uuid": engine.storage.flow_uuid})
-        self._futures[migration["id"]] = self._runner.submit(
-            self._run_flow, migration["id"], engine)
+        self.run_engine(migration["id"], engine)
+
+    def run_engine(self, migration_id: str, engine) -> None:
+        """Run a (new or resumed) migration flow in the background."""
+        self._futures[migration_id] = self._runner.submit(self._run_flow, migration_id, engine)
 
     def _run_flow(self, migration_id: str, engine) -> None:
         try:
-            engine.run()
+            # Timestamps of every atom's states, kept with the flow for inspection.
+            listeners = [EventTimeListener(engine)] + crash_hook.listeners_for(engine)
+            with contextlib.ExitStack() as stack:
+                for listener in listeners:
+                    stack.enter_context(listener)
+                engine.run()
         except Exception as exc:
             # The flow's reverts have recorded the error; this is the log of it.
             LOG.debug("Flow of migration %s ended with %r", migration_id, exc)
@@ -409,7 +451,8 @@ class MigrationService:
         migration = self._require_db().latest_migration(volume["id"])
         if migration is None:
             raise MigrationNotFound(f"volume {volume_id} (never migrated)")
-        copied, total = migration["bytes_copied"], migration["bytes_total"]
+        copied = max(migration["progress_bytes"], migration["bytes_copied"])
+        total = migration["bytes_total"]
         live = False
         if self._runtime is not None and migration["id"] in self._runtime.trackers:
             position = self._runtime.trackers[migration["id"]].position()
@@ -422,7 +465,8 @@ class MigrationService:
             "migration_status": volume["migration_status"], "state": migration["state"],
             "source_host": migration["source_host"], "destination_host": migration["dest_host"],
             "percent": percent_of(copied, total), "bytes_copied": copied,
-            "bytes_total": total, "live": live, "error": migration["error"],
+            "bytes_total": total, "bytes_durable": migration["bytes_copied"],
+            "live": live, "error": migration["error"],
             "progress_at": migration["progress_at"], "started_at": migration["started_at"],
             "finished_at": migration["finished_at"],
         }
@@ -460,10 +504,18 @@ class MigrationService:
         return self.get_migration(migration["id"])
 
     def _watch_aborts(self) -> None:
+        """Pick up aborts asked by other processes; beat the heart of our migrations."""
+        last_beat = 0.0
         while not self._stop.wait(ABORT_POLL_SECONDS):
             rt = self._runtime
             if rt is None:
                 return
+            if time.monotonic() - last_beat >= self.conf.migration_heartbeat_interval:
+                last_beat = time.monotonic()
+                try:
+                    self.db.heartbeat(self.identity)
+                except Exception:
+                    LOG.exception("Heartbeat failed")
             for migration_id, tracker in list(rt.trackers.items()):
                 if tracker.abort_event.is_set():
                     continue

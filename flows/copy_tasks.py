@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from oslo_log import log as logging
 from taskflow import task
 
 from volmigrate.db import models
@@ -12,9 +13,15 @@ from volmigrate.flows.copying import DdCopy, FileCopy
 from volmigrate.flows.exceptions import MigrationFailed
 from volmigrate.flows.volume_tasks import volume_ref
 
+LOG = logging.getLogger(__name__)
+
 
 class CopyVolumeData(task.Task):
-    """Copy the source to the destination: dd between paths, else file I/O."""
+    """Copy the source to the destination: dd between paths, else file I/O.
+
+    Re-run after a crash, it starts from the migration's last durable
+    checkpoint (``bytes_copied`` on the row), not from byte 0.
+    """
 
     default_provides = c.BYTES_COPIED
 
@@ -25,24 +32,50 @@ class CopyVolumeData(task.Task):
         succeeded = False
         try:
             tracker.check_abort()
+            self._check_connection(rt, volume_id, source_connection)
+            self._check_connection(rt, dest_volume_id, dest_connection)
             rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
-            rt.db.update_migration(migration_id, {"bytes_total": volume_size})
-            reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
             settings = rt.settings
+            checkpoint = rt.db.get_migration(migration_id)["bytes_copied"] or 0
+            start = min(checkpoint - checkpoint % settings.dd_blocksize, volume_size)
+            if checkpoint >= volume_size:
+                start = volume_size
+            if start:
+                LOG.info("Migration %s: resuming the copy at byte %d of %d (last durable "
+                         "checkpoint)", migration_id, start, volume_size)
+            kwargs = {
+                "start": start, "checkpoint_bytes": settings.checkpoint_bytes,
+                "on_checkpoint": lambda done: rt.db.update_migration(
+                    migration_id, {"bytes_copied": done}),
+                "abort_reason": lambda: tracker.abort_reason or "migration aborted",
+            }
             if (source_connection["access"] in LOCAL_PATH_ACCESS
                     and dest_connection["access"] in LOCAL_PATH_ACCESS):
                 copier = DdCopy(source_connection["path"], dest_connection["path"],
                                 volume_size, settings.dd_blocksize, settings.bps_limit,
-                                tracker.abort_event, reason)
+                                tracker.abort_event, **kwargs)
                 tracker.copy_started(copier.position)
-                copied = copier.run()
+                copier.run()
             else:
-                copied = self._file_copy(rt, tracker, volume_id, dest_volume_id, volume_size,
-                                         source_connection, dest_connection, reason)
+                with self._open(rt, volume_id, source_connection, False) as src, \
+                        self._open(rt, dest_volume_id, dest_connection, True) as dst:
+                    copier = FileCopy(src, dst, volume_size, settings.dd_blocksize,
+                                      settings.bps_limit, tracker.abort_event, **kwargs)
+                    tracker.copy_started(copier.position)
+                    copier.run()
             succeeded = True
-            return copied
+            return volume_size
         finally:
             tracker.copy_finished(succeeded)
+
+    @staticmethod
+    def _check_connection(rt, volume_id: str, connection: dict) -> None:
+        """A connection saved before a restart may be gone (a loop device after a reboot)."""
+        row = rt.db.get_volume(volume_id)
+        if not rt.driver_for_host(row["host"]).connection_valid(volume_ref(row), connection):
+            raise MigrationFailed(
+                f"the connection to volume {volume_id} ({connection.get('path')}) no longer "
+                f"reaches it; it did not survive the restart")
 
     @staticmethod
     def _open(rt, volume_id: str, connection: dict, writable: bool):
@@ -54,15 +87,6 @@ class CopyVolumeData(task.Task):
             return driver.open_connection(connection, writable)
         except Exception as exc:
             raise MigrationFailed(f"opening volume {volume_id} for copy failed: {exc}") from exc
-
-    def _file_copy(self, rt, tracker, volume_id, dest_volume_id, size, src_conn, dst_conn,
-                   reason) -> int:
-        with self._open(rt, volume_id, src_conn, False) as src, \
-                self._open(rt, dest_volume_id, dst_conn, True) as dst:
-            copier = FileCopy(src, dst, size, rt.settings.dd_blocksize,
-                              rt.settings.bps_limit, tracker.abort_event, reason)
-            tracker.copy_started(copier.position)
-            return copier.run()
 
 
 class MonitorProgress(task.Task):
@@ -82,9 +106,14 @@ class MonitorProgress(task.Task):
             position = tracker.position()
             if position is None or position == last:
                 continue
-            reporting.report_progress(migration_id, volume_id, position, volume_size)
+            self._report(migration_id, volume_id, position, volume_size)
             last, reports = position, reports + 1
         if tracker.copy_succeeded and last != volume_size:
-            reporting.report_progress(migration_id, volume_id, volume_size, volume_size)
+            self._report(migration_id, volume_id, volume_size, volume_size)
             reports += 1
         return reports
+
+    def _report(self, migration_id: str, volume_id: str, position: int, total: int) -> None:
+        reporting.report_progress(migration_id, volume_id, position, total)
+        # Also TaskFlow's own progress of this atom, persisted with the flow.
+        self.update_progress(min(1.0, position / total) if total else 1.0)

@@ -2,7 +2,9 @@
 
 Both report their position for the progress monitor (dd through
 ``/proc/<pid>/fdinfo/1``, as the spec says; file I/O through the file
-pointer), honour ``volume_copy_bps_limit`` and stop promptly on abort.
+pointer), honour ``volume_copy_bps_limit``, stop promptly on abort, and make
+the destination durable every checkpoint so that a copy interrupted by a
+crash resumes from the last checkpoint (``start``) instead of byte 0.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import BinaryIO
 
 from oslo_log import log as logging
@@ -38,58 +41,96 @@ def read_fdinfo_pos(pid: int, fd: int = 1) -> int | None:
 
 
 class RateSchedule:
-    """Paces a copy so that `offset` bytes are not passed before offset/limit seconds."""
+    """Paces a copy so that `done` bytes are not passed before done/limit seconds."""
 
     def __init__(self, bps_limit: int, abort_event: threading.Event) -> None:
         self.bps_limit = bps_limit
         self.abort_event = abort_event
         self.start = time.monotonic()
 
-    def wait_until(self, offset: int) -> None:
+    def wait_until(self, done: int) -> None:
         if self.bps_limit <= 0:
             return
-        due = self.start + offset / self.bps_limit
+        due = self.start + done / self.bps_limit
         while True:
             delay = due - time.monotonic()
             if delay <= 0 or self.abort_event.wait(min(delay, ABORT_POLL_SECONDS)):
                 return
 
 
-class DdCopy:
-    """Copies `size` bytes from one local path to another with dd."""
+class _Copy:
+    """What both copies share: pacing, abort, and durable checkpoints."""
 
-    def __init__(self, source: str, dest: str, size: int, block_size: int,
-                 bps_limit: int, abort_event: threading.Event,
-                 abort_reason=lambda: "migration aborted", sparse: bool = True) -> None:
-        self.source, self.dest, self.size = source, dest, size
-        self.block_size = block_size
-        self.bps_limit = bps_limit
-        self.abort_event = abort_event
-        self.abort_reason = abort_reason
+    def __init__(self, size: int, block_size: int, bps_limit: int,
+                 abort_event: threading.Event, *, start: int = 0,
+                 checkpoint_bytes: int = 0,
+                 on_checkpoint: Callable[[int], None] | None = None,
+                 abort_reason: Callable[[], str] = lambda: "migration aborted",
+                 sparse: bool = True) -> None:
+        if start % block_size and start != size:
+            raise ValueError(f"resume offset {start} is not a multiple of {block_size}")
+        self.size, self.block_size, self.bps_limit = size, block_size, bps_limit
+        self.abort_event, self.abort_reason = abort_event, abort_reason
+        self.start = start
+        # Bytes between two durable checkpoints (whole blocks, at least one).
+        self.checkpoint_bytes = max(block_size, checkpoint_bytes - checkpoint_bytes % block_size)
+        self.on_checkpoint = on_checkpoint
         self.sparse = sparse
+        self._durable = start
+        self._recorded = start
+
+    def durable(self) -> int:
+        """Bytes known to be on stable storage at the destination."""
+        return self._durable
+
+    def _made_durable(self, offset: int, final: bool = False) -> None:
+        self._durable = offset
+        if self.on_checkpoint and (final or offset - self._recorded >= self.checkpoint_bytes):
+            self.on_checkpoint(offset)
+            self._recorded = offset
+
+    def _check_abort(self) -> None:
+        if self.abort_event.is_set():
+            raise MigrationAborted(self.abort_reason())
+
+    def _slice_bytes(self) -> int:
+        """Bytes per synced run: a checkpoint, or less when throttled."""
+        if self.bps_limit <= 0:
+            return self.checkpoint_bytes
+        slice_bytes = int(self.bps_limit * THROTTLE_SLICE_SECONDS)
+        slice_bytes -= slice_bytes % self.block_size
+        return max(self.block_size, min(slice_bytes, self.checkpoint_bytes))
+
+
+class DdCopy(_Copy):
+    """Copies `size` bytes from one local path to another with dd, one synced run per slice."""
+
+    def __init__(self, source: str, dest: str, size: int, block_size: int, bps_limit: int,
+                 abort_event: threading.Event, **kwargs) -> None:
+        super().__init__(size, block_size, bps_limit, abort_event, **kwargs)
+        self.source, self.dest = source, dest
         self._pid: int | None = None
-        self._committed = 0  # bytes done by finished dd runs
 
     def position(self) -> int:
         pid = self._pid
         if pid is not None:
             pos = read_fdinfo_pos(pid)
             if pos is not None:
-                return min(max(pos, self._committed), self.size)
-        return self._committed
+                return min(max(pos, self._durable), self.size)
+        return self._durable
 
-    def _args(self, first_block: int, count: int | None) -> list[str]:
+    def _args(self, first_block: int, count: int) -> list[str]:
         conv = ["notrunc", "fdatasync"]
         if self.sparse:
             # The destination is freshly created and reads as zeros, so dd may
             # seek over zero blocks instead of writing them: it stays sparse.
+            # After a crash the region past the checkpoint holds zeros or the
+            # same source bytes, so skipping zeros there is still right.
             conv.append("sparse")
         args = ["dd", f"if={self.source}", f"of={self.dest}", f"bs={self.block_size}",
-                f"conv={','.join(conv)}", "status=none"]
+                f"conv={','.join(conv)}", "status=none", f"count={count}"]
         if first_block:
             args += [f"skip={first_block}", f"seek={first_block}"]
-        if count is not None:
-            args.append(f"count={count}")
         return args
 
     def _run_dd(self, args: list[str]) -> None:
@@ -115,41 +156,30 @@ class DdCopy:
             raise CopyFailed(f"dd exited with status {proc.returncode}: {stderr}")
 
     def run(self) -> int:
-        """Copy everything; return the bytes copied."""
-        if self.abort_event.is_set():
-            raise MigrationAborted(self.abort_reason())
-        blocks = -(-self.size // self.block_size)
-        if self.bps_limit <= 0:
-            self._run_dd(self._args(0, None))
-            self._committed = self.size
-            return self.size
+        """Copy from `start` to the end; return the bytes this run copied."""
+        self._check_abort()
         schedule = RateSchedule(self.bps_limit, self.abort_event)
-        per_run = max(1, int(self.bps_limit * THROTTLE_SLICE_SECONDS) // self.block_size)
-        block = 0
+        per_run = self._slice_bytes() // self.block_size
+        blocks = -(-self.size // self.block_size)
+        block = self.start // self.block_size
         while block < blocks:
-            schedule.wait_until(block * self.block_size)
-            if self.abort_event.is_set():
-                raise MigrationAborted(self.abort_reason())
+            schedule.wait_until(block * self.block_size - self.start)
+            self._check_abort()
             count = min(per_run, blocks - block)
-            self._run_dd(self._args(block, count))
+            self._run_dd(self._args(block, count))  # conv=fdatasync: durable on exit
             block += count
-            self._committed = min(block * self.block_size, self.size)
-        return self.size
+            self._made_durable(min(block * self.block_size, self.size), final=block >= blocks)
+        return self.size - self.start
 
 
-class FileCopy:
+class FileCopy(_Copy):
     """Copies `size` bytes between two file-like objects (position vs size progress)."""
 
-    def __init__(self, source: BinaryIO, dest: BinaryIO, size: int, chunk_size: int,
-                 bps_limit: int, abort_event: threading.Event,
-                 abort_reason=lambda: "migration aborted", sparse: bool = True) -> None:
-        self.source, self.dest, self.size = source, dest, size
-        self.chunk_size = chunk_size
-        self.bps_limit = bps_limit
-        self.abort_event = abort_event
-        self.abort_reason = abort_reason
-        self.sparse = sparse
-        self._pos = 0
+    def __init__(self, source: BinaryIO, dest: BinaryIO, size: int, block_size: int,
+                 bps_limit: int, abort_event: threading.Event, **kwargs) -> None:
+        super().__init__(size, block_size, bps_limit, abort_event, **kwargs)
+        self.source, self.dest = source, dest
+        self._pos = self.start
 
     def position(self) -> int:
         return self._pos
@@ -164,21 +194,16 @@ class FileCopy:
 
     def run(self) -> int:
         schedule = RateSchedule(self.bps_limit, self.abort_event)
-        zeros = bytes(self.chunk_size)
-        # Throttled, sync once per slice like the dd runs do, so the final
-        # sync does not add a burst of unpaced time at the end.
-        sync_every = (max(self.chunk_size, int(self.bps_limit * THROTTLE_SLICE_SECONDS))
-                      if self.bps_limit > 0 else 0)
-        synced = 0
-        self.source.seek(0)
-        self.dest.seek(0)
-        pos = 0
+        zeros = bytes(self.block_size)
+        sync_every = self._slice_bytes()
+        self.source.seek(self.start)
+        self.dest.seek(self.start)
+        pos = synced = self.start
         try:
             while pos < self.size:
-                if self.abort_event.is_set():
-                    raise MigrationAborted(self.abort_reason())
-                schedule.wait_until(pos)
-                chunk = self.source.read(min(self.chunk_size, self.size - pos))
+                self._check_abort()
+                schedule.wait_until(pos - self.start)
+                chunk = self.source.read(min(self.block_size, self.size - pos))
                 if not chunk:
                     raise CopyFailed(f"source ended at byte {pos} of {self.size}")
                 if self.sparse and chunk == zeros[:len(chunk)]:
@@ -188,10 +213,12 @@ class FileCopy:
                     self.dest.write(chunk)
                 pos += len(chunk)
                 self._pos = self.dest.tell()
-                if sync_every and pos - synced >= sync_every:
+                if pos - synced >= sync_every and pos < self.size:
                     self._sync()
                     synced = pos
+                    self._made_durable(pos)
             self._sync()
+            self._made_durable(self.size, final=True)
         except OSError as exc:
             raise CopyFailed(f"file copy failed at byte {pos}: {exc}") from exc
-        return pos
+        return self.size - self.start

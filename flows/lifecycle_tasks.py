@@ -35,9 +35,12 @@ class MarkMigrationStarting(task.Task):
 
     def execute(self, migration_id: str) -> None:
         rt = runtime.get()
-        rt.db.update_migration(migration_id, {
-            "state": models.STATE_RUNNING, "started_at": models.utcnow()})
-        reporting.notify(reporting.EVENT_START, migration_id)
+        if rt.db.update_migration(migration_id, {"state": models.STATE_RUNNING,
+                                                 "started_at": models.utcnow()},
+                                  {"started_at": None}):
+            reporting.notify(reporting.EVENT_START, migration_id)
+        else:  # re-run after a restart: it had started already
+            rt.db.update_migration(migration_id, {"state": models.STATE_RUNNING})
 
     def revert(self, migration_id: str, volume_id: str, *args, flow_failures=None,
                **kwargs) -> None:
@@ -75,7 +78,8 @@ class MarkMigrationSuccess(task.Task):
         rt.db.update_volume(volume_id, values)
         rt.db.update_migration(migration_id, {
             "state": models.STATE_SUCCESS, "finished_at": models.utcnow(),
-            "percent": 100.0, "bytes_copied": migration["bytes_total"]})
+            "percent": 100.0, "bytes_copied": migration["bytes_total"],
+            "progress_bytes": migration["bytes_total"]})
         LOG.info("Migration %(mig)s of volume %(vol)s to %(dest)s succeeded",
                  {"mig": migration_id, "vol": volume_id, "dest": migration["dest_host"]})
         reporting.notify(reporting.EVENT_END, migration_id)

@@ -36,7 +36,8 @@ def _payload(migration: dict, volume: dict | None) -> dict:
         "lock_volume": migration["lock_volume"],
         "case": migration["case"],
         "percent": migration["percent"],
-        "bytes_copied": migration["bytes_copied"],
+        "bytes_copied": migration["progress_bytes"],
+        "bytes_durable": migration["bytes_copied"],
         "bytes_total": migration["bytes_total"],
         "error": migration["error"],
     }
@@ -56,14 +57,18 @@ def notify(event_type: str, migration_id: str) -> None:
 
 
 def report_progress(migration_id: str, volume_id: str, copied: int, total: int) -> None:
-    """Log, store and notify one progress report."""
+    """Log, store and notify one progress report.
+
+    `copied` is the copy's position; the durable checkpoint (the row's
+    bytes_copied) is recorded by the copy itself and may lag behind.
+    """
     rt = runtime.get()
     percent = percent_of(copied, total)
     LOG.info("Migration of volume %(vol)s: %(pct)d%% (%(done)d of %(total)d bytes)",
              {"vol": volume_id, "pct": int(percent), "done": copied, "total": total})
     migration = rt.db.get_migration(migration_id)
     rt.db.update_migration(migration_id, {
-        "bytes_copied": copied, "bytes_total": total, "percent": percent,
+        "progress_bytes": copied, "bytes_total": total, "percent": percent,
         "progress_at": models.utcnow(),
         "progress_reports": (migration["progress_reports"] or 0) + 1,
     })

@@ -26,6 +26,7 @@ class Settings:
     bps_limit: int
     dd_blocksize: int
     hidden_project: str
+    checkpoint_bytes: int
 
 
 class Tracker:

@@ -37,7 +37,13 @@ class CreateDestinationVolume(task.Task):
         rt.tracker(migration_id).check_abort()
         source = rt.db.get_volume(volume_id)
         dest = rt.db.get_volume(migration_id)
-        if dest is None:
+        driver = rt.driver_for_host(dest_host)
+        if dest is not None and dest["status"] == models.STATUS_AVAILABLE:
+            return migration_id  # created before a restart
+        if dest is not None:
+            # A restart interrupted the creation: start it over (no data yet).
+            driver.delete_volume(volume_ref(dest))
+        else:
             dest = rt.db.create_volume({
                 "id": migration_id, "name": source["name"], "size": source["size"],
                 "host": dest_host, "status": models.STATUS_CREATING,
@@ -45,7 +51,7 @@ class CreateDestinationVolume(task.Task):
                 "project_id": rt.settings.hidden_project,
             })
         try:
-            update = rt.driver_for_host(dest_host).create_volume(volume_ref(dest))
+            update = driver.create_volume(volume_ref(dest))
         except Exception as exc:
             raise MigrationFailed(
                 f"creating the destination volume on {dest_host} failed: {exc}") from exc
@@ -120,9 +126,13 @@ class CompleteMigration(task.Task):
         rt = runtime.get()
         rt.tracker(migration_id).check_abort()
         rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_COMPLETING})
-        if not rt.db.swap_volume_data(volume_id, dest_volume_id):
-            raise MigrationFailed("the source or destination volume disappeared")
-        old = rt.db.get_volume(dest_volume_id)  # now names the old source data
+        old = rt.db.get_volume(dest_volume_id)
+        if old is None:
+            return  # a restart came after the last step: nothing is left to do
+        if rt.db.get_volume(volume_id)["name_id"] != dest_volume_id:  # not swapped yet
+            if not rt.db.swap_volume_data(volume_id, dest_volume_id):
+                raise MigrationFailed("the source or destination volume disappeared")
+            old = rt.db.get_volume(dest_volume_id)  # now names the old source data
         try:
             rt.driver_for_host(old["host"]).delete_volume(volume_ref(old))
         except Exception as exc:
