@@ -76,6 +76,9 @@ def add_command_parsers(subparsers) -> None:
         p = subparsers.add_parser(name, help=text)
         p.add_argument("volume")
 
+    subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
+                                          "process left, and wait until they end")
+
     p = subparsers.add_parser("demo", help="run a real migration between two local backends "
                                            "in a temporary directory and show it")
     p.add_argument("--size", default="256M", help="volume size (default 256M)")
@@ -96,7 +99,7 @@ def _setup_logging(conf: cfg.ConfigOpts) -> None:
 
 
 def _cmd_create(svc, args) -> int:
-    svc.start()
+    svc.start(recover=False)
     volume = svc.create_volume(args.size, args.volume_host, name=args.volume_name)
     _show_volume(volume, args.format)
     return 0
@@ -110,7 +113,7 @@ def _show_volume(volume: dict, fmt: str) -> None:
 
 
 def _cmd_delete(svc, args) -> int:
-    svc.start()
+    svc.start(recover=False)
     svc.delete_volume(args.volume)
     print(f"Volume {args.volume} deleted.")
     return 0
@@ -141,7 +144,7 @@ def _cmd_progress(svc, args) -> int:
 
 
 def _cmd_migrate(svc, args) -> int:
-    svc.start()
+    svc.start(recover=False)
     response = svc.migrate_volume(args.volume, args.dest_host, lock_volume=args.lock_volume,
                                   force_host_copy=args.force_host_copy)
     print(response.message, flush=True)
@@ -171,23 +174,44 @@ def _cmd_migrate(svc, args) -> int:
 
 
 def _cmd_attach(svc, args) -> int:
-    svc.start()
+    svc.start(recover=False)
     volume = svc.attach_volume(args.volume)
     print(f"Volume {args.volume} attached (status {volume['status']}).")
     return 0
 
 
 def _cmd_detach(svc, args) -> int:
-    svc.start()
+    svc.start(recover=False)
     volume = svc.detach_volume(args.volume)
     print(f"Volume {args.volume} detached (status {volume['status']}).")
+    return 0
+
+
+def _cmd_recover(svc, args) -> int:
+    svc.start(recover=False)
+    actions = svc.recover()
+    if not actions:
+        print("Nothing to recover: no migration was left without a running flow.")
+        return 0
+    for action in actions:
+        print(f"Migration {action['migration_id']} of volume {action['volume_id']}: "
+              f"{action['action']} ({action['detail']})", flush=True)
+    for action in actions:
+        if action["action"] != "resumed":
+            continue
+        migration = svc.wait(action["migration_id"])
+        volume = svc.get_volume(migration["volume_id"])
+        outcome = migration["state"] + (f": {migration['error']}" if migration["error"] else "")
+        print(f"Migration {migration['id']} ended {outcome}; volume {volume['id']} is on "
+              f"{volume['host']} (status {volume['status']}, migration_status "
+              f"{volume['migration_status']}).")
     return 0
 
 
 COMMANDS = {
     "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
     "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
-    "detach": _cmd_detach,
+    "detach": _cmd_detach, "recover": _cmd_recover,
 }
 
 

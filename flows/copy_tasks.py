@@ -20,7 +20,8 @@ class CopyVolumeData(task.Task):
     """Copy the source to the destination: dd between paths, else file I/O.
 
     Re-run after a crash, it starts from the migration's last durable
-    checkpoint (``bytes_copied`` on the row), not from byte 0.
+    checkpoint (``bytes_copied`` on the row), not from byte 0. Its result is
+    the number of bytes this run wrote, kept with the flow.
     """
 
     default_provides = c.BYTES_COPIED
@@ -55,16 +56,18 @@ class CopyVolumeData(task.Task):
                                 volume_size, settings.dd_blocksize, settings.bps_limit,
                                 tracker.abort_event, **kwargs)
                 tracker.copy_started(copier.position)
-                copier.run()
+                written = copier.run()
             else:
                 with self._open(rt, volume_id, source_connection, False) as src, \
                         self._open(rt, dest_volume_id, dest_connection, True) as dst:
                     copier = FileCopy(src, dst, volume_size, settings.dd_blocksize,
                                       settings.bps_limit, tracker.abort_event, **kwargs)
                     tracker.copy_started(copier.position)
-                    copier.run()
+                    written = copier.run()
+            LOG.info("Migration %s: the copy wrote %d bytes (from byte %d of %d)",
+                     migration_id, written, start, volume_size)
             succeeded = True
-            return volume_size
+            return written
         finally:
             tracker.copy_finished(succeeded)
 
@@ -99,6 +102,13 @@ class MonitorProgress(task.Task):
     def execute(self, migration_id: str, volume_id: str, volume_size: int) -> int:
         rt = runtime.get()
         tracker = rt.tracker(migration_id)
+        migration = rt.db.get_migration(migration_id)
+        if migration["bytes_copied"] >= volume_size:
+            # Re-run after a restart that came once the copy had finished (its
+            # last act is recording the full size): it will not run again.
+            if migration["progress_bytes"] < volume_size:
+                self._report(migration_id, volume_id, volume_size, volume_size)
+            return 0
         interval = rt.settings.progress_interval
         last = None
         reports = 0

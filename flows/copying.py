@@ -10,6 +10,7 @@ crash resumes from the last checkpoint (``start``) instead of byte 0.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -26,6 +27,10 @@ LOG = logging.getLogger(__name__)
 # rate is to the limit, the more dd processes are started.
 THROTTLE_SLICE_SECONDS = 0.1
 ABORT_POLL_SECONDS = 0.05
+
+# dd's messages in the C locale, so that its byte count can be read.
+DD_ENV = dict(os.environ, LC_ALL="C")
+_DD_BYTES_RE = re.compile(r"^(\d+) bytes", re.MULTILINE)
 
 
 def read_fdinfo_pos(pid: int, fd: int = 1) -> int | None:
@@ -77,17 +82,19 @@ class _Copy:
         self.on_checkpoint = on_checkpoint
         self.sparse = sparse
         self._durable = start
-        self._recorded = start
+        #: Bytes this run wrote (or skipped as zeros), as the copier itself counts them.
+        self.bytes_written = 0
 
     def durable(self) -> int:
         """Bytes known to be on stable storage at the destination."""
         return self._durable
 
-    def _made_durable(self, offset: int, final: bool = False) -> None:
+    def _made_durable(self, offset: int) -> None:
+        # Every durable point is recorded, so a crash re-copies at most one
+        # synced run: a checkpoint's worth, or a throttle slice.
         self._durable = offset
-        if self.on_checkpoint and (final or offset - self._recorded >= self.checkpoint_bytes):
+        if self.on_checkpoint:
             self.on_checkpoint(offset)
-            self._recorded = offset
 
     def _check_abort(self) -> None:
         if self.abort_event.is_set():
@@ -128,7 +135,7 @@ class DdCopy(_Copy):
             # same source bytes, so skipping zeros there is still right.
             conv.append("sparse")
         args = ["dd", f"if={self.source}", f"of={self.dest}", f"bs={self.block_size}",
-                f"conv={','.join(conv)}", "status=none", f"count={count}"]
+                f"conv={','.join(conv)}", f"count={count}"]
         if first_block:
             args += [f"skip={first_block}", f"seek={first_block}"]
         return args
@@ -136,7 +143,7 @@ class DdCopy(_Copy):
     def _run_dd(self, args: list[str]) -> None:
         LOG.debug("Running %s", args)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, env=DD_ENV)
         self._pid = proc.pid
         try:
             while True:
@@ -154,6 +161,10 @@ class DdCopy(_Copy):
             proc.stderr.close()
         if proc.returncode != 0:
             raise CopyFailed(f"dd exited with status {proc.returncode}: {stderr}")
+        # dd's own count, from its closing line "N bytes (...) copied, ...".
+        match = _DD_BYTES_RE.search(stderr)
+        if match:
+            self.bytes_written += int(match.group(1))
 
     def run(self) -> int:
         """Copy from `start` to the end; return the bytes this run copied."""
@@ -168,8 +179,8 @@ class DdCopy(_Copy):
             count = min(per_run, blocks - block)
             self._run_dd(self._args(block, count))  # conv=fdatasync: durable on exit
             block += count
-            self._made_durable(min(block * self.block_size, self.size), final=block >= blocks)
-        return self.size - self.start
+            self._made_durable(min(block * self.block_size, self.size))
+        return self.bytes_written
 
 
 class FileCopy(_Copy):
@@ -213,12 +224,13 @@ class FileCopy(_Copy):
                     self.dest.write(chunk)
                 pos += len(chunk)
                 self._pos = self.dest.tell()
+                self.bytes_written += len(chunk)
                 if pos - synced >= sync_every and pos < self.size:
                     self._sync()
                     synced = pos
                     self._made_durable(pos)
             self._sync()
-            self._made_durable(self.size, final=True)
+            self._made_durable(self.size)
         except OSError as exc:
             raise CopyFailed(f"file copy failed at byte {pos}: {exc}") from exc
-        return self.size - self.start
+        return self.bytes_written

@@ -1,0 +1,227 @@
+"""kill -9 at any point of a migration; recovery resumes or rolls it back cleanly.
+
+The migration runs in a real `volmigrate migrate` process that dies by
+SIGKILL (the test-only hook VOLMIGRATE_TEST_KILL_AT, or a kill from here in
+the middle of the copy); `volmigrate recover` then runs in a new process.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from oslo_config import cfg
+
+from vmtest import MiB, fill_random, host, sha256_of, write_config
+from volmigrate.engine import MigrationService
+
+CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GENERIC_ATOMS = ["mark-starting", "create-destination", "connect-source",
+                 "connect-destination", "copy-data", "monitor-progress", "disconnect-source",
+                 "disconnect-destination", "complete-migration", "mark-success"]
+
+
+class Setup:
+    def __init__(self, tmp_path, size, backends=None, **defaults):
+        self.tmp_path = tmp_path
+        self.conf_path = write_config(tmp_path, backends, **defaults)
+        self.svc = self._service()
+        self.svc.start(recover=False)
+        self.volume = self.svc.create_volume(size, host("a"), name="precious")
+        self.before = fill_random(self.volume["provider_location"], size)
+        self.other = self.svc.create_volume(MiB, host("a"), name="bystander")
+        self.svc.stop()
+
+    def _service(self):
+        conf = cfg.ConfigOpts()
+        conf(["--config-file", self.conf_path])
+        return MigrationService(conf)
+
+    def cli(self, *args, kill_at=None, wait=True):
+        env = dict(os.environ, PYTHONPATH=TESTS_DIR)
+        env.pop("VOLMIGRATE_TEST_KILL_AT", None)
+        if kill_at:
+            env["VOLMIGRATE_TEST_KILL_AT"] = kill_at
+        proc = subprocess.Popen([CLI, "--config-file", self.conf_path, *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if not wait:
+            return proc
+        out, err = proc.communicate(timeout=120)
+        proc.stdout_text, proc.stderr_text = out, err
+        return proc
+
+    def migrate(self, kill_at=None, wait=True):
+        return self.cli("migrate", self.volume["id"], host("b"), "--lock-volume",
+                        kill_at=kill_at, wait=wait)
+
+    def volume_now(self):
+        return self.svc.get_volume(self.volume["id"])
+
+    def migration_now(self):
+        return self.svc.db.latest_migration(self.volume["id"])
+
+    def log(self):
+        return (self.tmp_path / "state" / "volmigrate.log").read_text()
+
+    def assert_consistent(self, expect_state=None):
+        """Final state: ended, usable, data identical, nothing orphaned."""
+        migration = self.migration_now()
+        volume = self.volume_now()
+        assert migration["state"] in ("success", "error"), migration
+        if expect_state:
+            assert migration["state"] == expect_state, migration["error"]
+        assert volume["status"] == "available"  # the lock is released
+        assert volume["migration_status"] == migration["state"]
+        assert sha256_of(volume["provider_location"]) == self.before
+        ids = sorted(v["id"] for v in self.svc.list_volumes(include_hidden=True))
+        assert ids == sorted([self.volume["id"], self.other["id"]])
+        files = sorted(os.listdir(self.tmp_path / "state" / "volumes" / "a")
+                       + os.listdir(self.tmp_path / "state" / "volumes" / "b"))
+        expected = sorted([os.path.basename(volume["provider_location"]),
+                           os.path.basename(self.other["provider_location"])])
+        assert files == expected
+        assert self.svc.get_volume(self.other["id"]) == self.other  # bystander untouched
+        return migration
+
+    def recover(self, kill_at=None):
+        proc = self.cli("recover", kill_at=kill_at)
+        if kill_at is None:
+            assert proc.returncode == 0, proc.stderr_text + proc.stdout_text
+        return proc
+
+
+@pytest.fixture
+def setup(tmp_path):
+    made = []
+
+    def factory(size=16 * MiB, **kwargs):
+        made.append(Setup(tmp_path, size, **kwargs))
+        return made[-1]
+
+    yield factory
+
+
+@pytest.mark.parametrize("state", ["RUNNING", "SUCCESS"])
+@pytest.mark.parametrize("atom", GENERIC_ATOMS)
+def test_kill_before_and_after_every_atom(setup, atom, state):
+    s = setup(volume_copy_bps_limit=32 * MiB)
+    killed = s.migrate(kill_at=f"{atom}:{state}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr_text
+    if (atom, state) != ("mark-success", "SUCCESS"):  # that one had finished its work
+        assert s.volume_now()["status"] == "maintenance"  # the lock holds across the crash
+    recovered = s.recover()
+    assert "resumed" in recovered.stdout_text or "Nothing to recover" in recovered.stdout_text
+    s.assert_consistent(expect_state="success")
+    again = s.recover()
+    assert "Nothing to recover" in again.stdout_text  # idempotent
+
+
+def test_kill_during_revert(setup):
+    s = setup(backends={"a": {}, "b": {"volume_driver": "vmtest_faulty:FaultyLocalDriver",
+                                       "fail_on": "connect"}})
+    killed = s.migrate(kill_at="create-destination:REVERTING")
+    assert killed.returncode == -signal.SIGKILL
+    assert s.volume_now()["status"] == "maintenance"
+    recovered = s.recover()
+    assert "resumed" in recovered.stdout_text
+    migration = s.assert_consistent(expect_state="error")
+    assert "injected failure of connect" in migration["error"]
+
+
+def _kill_at_fraction(s, size, fraction, command=("migrate",)):
+    proc = s.migrate(wait=False) if command == ("migrate",) else s.cli(*command, wait=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        migration = s.migration_now()
+        if migration and migration["progress_bytes"] >= fraction * size:
+            break
+        time.sleep(0.02)
+    else:
+        proc.kill()
+        raise AssertionError("the copy did not progress")
+    position = s.migration_now()["progress_bytes"]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    return position
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
+def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
+    size, checkpoint = 256 * MiB, 32 * MiB
+    s = setup(size=size, volume_copy_bps_limit=128 * MiB,
+              migration_checkpoint_size=checkpoint)
+    position = _kill_at_fraction(s, size, fraction)
+    durable = s.migration_now()["bytes_copied"]
+    assert 0 < durable <= size
+
+    s.recover()
+    s.assert_consistent(expect_state="success")
+    resumed = re.findall(r"the copy wrote (\d+) bytes \(from byte (\d+) of (\d+)\)", s.log())
+    assert len(resumed) == 1, resumed
+    written, start, total = map(int, resumed[0])
+    assert total == size
+    assert start == durable
+    remaining = size - position
+    # What the resumed copy actually wrote: the remaining bytes plus at most one
+    # checkpoint interval that was copied before the kill but not yet durable.
+    assert written == size - start
+    assert written <= remaining + checkpoint, (written, remaining)
+
+
+def test_killed_twice_in_a_row(setup):
+    size = 64 * MiB
+    s = setup(size=size, volume_copy_bps_limit=64 * MiB, migration_checkpoint_size=8 * MiB)
+    _kill_at_fraction(s, size, 0.3)
+    first_checkpoint = s.migration_now()["bytes_copied"]
+    # The recovery itself dies in the middle of the resumed copy...
+    _kill_at_fraction(s, size, 0.6, command=("recover",))
+    assert s.volume_now()["status"] == "maintenance"
+    assert s.migration_now()["bytes_copied"] > first_checkpoint
+    # ...and the next one finishes it.
+    s.recover()
+    s.assert_consistent(expect_state="success")
+
+
+def test_nothing_to_recover(setup):
+    s = setup()
+    out = s.recover()
+    assert "Nothing to recover" in out.stdout_text
+    done = s.migrate()
+    assert done.returncode == 0
+    assert "Nothing to recover" in s.recover().stdout_text
+    s.assert_consistent(expect_state="success")
+
+
+def test_missing_flow_detail_is_rolled_back_with_a_reason(setup):
+    s = setup()
+    killed = s.migrate(kill_at="copy-data:RUNNING")
+    assert killed.returncode == -signal.SIGKILL
+    migration = s.migration_now()
+    with s.svc.db.engine.begin() as conn:
+        from sqlalchemy import text
+        conn.execute(text("DELETE FROM atomdetails WHERE parent_uuid = :u"),
+                     {"u": migration["flow_uuid"]})
+        conn.execute(text("DELETE FROM flowdetails WHERE uuid = :u"),
+                     {"u": migration["flow_uuid"]})
+    out = s.recover()
+    assert "rolled back" in out.stdout_text
+    ended = s.assert_consistent(expect_state="error")
+    assert f"flow detail {migration['flow_uuid']} is missing" in ended["error"]
+
+
+def test_two_recoveries_at_once_resume_the_flow_only_once(setup):
+    size = 64 * MiB
+    s = setup(size=size, volume_copy_bps_limit=64 * MiB)
+    _kill_at_fraction(s, size, 0.3)
+    first, second = s.cli("recover", wait=False), s.cli("recover", wait=False)
+    outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
+    assert first.returncode == second.returncode == 0
+    resumed = [o for o in outputs if ": resumed (" in o]
+    assert len(resumed) == 1, outputs
+    s.assert_consistent(expect_state="success")
+    assert len(re.findall(r"the copy wrote", s.log())) == 1
