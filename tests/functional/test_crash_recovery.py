@@ -225,3 +225,47 @@ def test_two_recoveries_at_once_resume_the_flow_only_once(setup):
     assert len(resumed) == 1, outputs
     s.assert_consistent(expect_state="success")
     assert len(re.findall(r"the copy wrote", s.log())) == 1
+
+
+def test_backend_gone_at_recovery_is_rolled_back_where_possible(setup, tmp_path):
+    s = setup()
+    killed = s.migrate(kill_at="copy-data:RUNNING")
+    assert killed.returncode == -signal.SIGKILL
+    migration = s.migration_now()
+    # The administrator removed backend b before restarting.
+    text = open(s.conf_path).read().replace("enabled_backends = a,b", "enabled_backends = a")
+    open(s.conf_path, "w").write(text)
+    out = s.recover()
+    assert "rolled back" in out.stdout_text
+    ended = s.migration_now()
+    assert ended["state"] == "error"
+    assert "backend b is not enabled in this service" in ended["error"]
+    assert f"volume data {migration['id']} left on node1@b#b" in ended["error"]
+    volume = s.volume_now()
+    assert volume["status"] == "available" and volume["migration_status"] == "error"
+    assert volume["host"] == "node1@a#a"
+    assert sha256_of(volume["provider_location"]) == s.before
+    # The destination it could not reach is kept, marked, and still hidden.
+    hidden = [v for v in s.svc.list_volumes(include_hidden=True)
+              if v["id"] not in (s.volume["id"], s.other["id"])]
+    assert [(v["id"], v["status"]) for v in hidden] == [(migration["id"], "error")]
+    assert migration["id"] not in [v["id"] for v in s.svc.list_volumes()]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+                    reason="loop devices need root and /dev/loop-control")
+def test_kill_during_a_copy_between_loop_devices(setup, tmp_path):
+    size = 128 * MiB
+    s = setup(size=size, volume_copy_bps_limit=64 * MiB, migration_checkpoint_size=16 * MiB,
+              backends={"a": {"local_access": "block"}, "b": {"local_access": "block"}})
+    state_dir = str(tmp_path / "state")
+    _kill_at_fraction(s, size, 0.5)
+    time.sleep(0.3)  # the orphaned dd run ends
+    leftover = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True).stdout
+    assert state_dir in leftover  # the crash left the loop devices attached...
+    s.recover()
+    s.assert_consistent(expect_state="success")
+    leftover = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True).stdout
+    assert state_dir not in leftover  # ...and the resumed flow released them
