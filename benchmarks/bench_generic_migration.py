@@ -32,6 +32,7 @@ state_path = {state}
 host = bench
 enabled_backends = a,b
 migration_progress_report_interval = 1
+migration_checkpoint_size = {checkpoint}
 [a]
 volume_driver = local
 [b]
@@ -57,13 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--checkpoint", default="256M",
+                        help="migration_checkpoint_size (durable checkpoint interval)")
     args = parser.parse_args()
     size = parse_volume_size(args.size)
 
     with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
         conf_path = os.path.join(work, "bench.conf")
         with open(conf_path, "w") as f:
-            f.write(CONFIG.format(state=os.path.join(work, "state")))
+            f.write(CONFIG.format(state=os.path.join(work, "state"),
+                                  checkpoint=args.checkpoint))
         conf = cfg.ConfigOpts()
         conf(["--config-file", conf_path])
         results: dict[str, list[float]] = {"dd bs=1M": [], "dd bs=1M conv=fdatasync": [],
@@ -86,7 +90,8 @@ def main() -> None:
                 host = "a" if host == "b" else "b"
 
     base = statistics.median(results["dd bs=1M"])
-    print(f"{args.size} dense volume, {args.rounds} rounds, medians:")
+    print(f"{args.size} dense volume, checkpoint every {args.checkpoint}, "
+          f"{args.rounds} rounds, medians:")
     for name, times in results.items():
         median = statistics.median(times)
         print(f"  {name:<26} {median:7.3f} s   {size / median / 2**20:8.1f} MiB/s   "
