@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Engine
 
-from volmigrate.db import models
+from volmigrate.db import migrations
 
 # Seconds a writer waits for SQLite's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 60
@@ -39,5 +43,38 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    models.Base.metadata.create_all(engine)
+def _alembic_config(connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", os.path.dirname(migrations.__file__))
+    config.attributes["connection"] = connection
+    return config
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine):
+    """One upgrader at a time: two services starting at once on one SQLite file
+    would both try to create the tables. Other databases have transactional DDL."""
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(os.path.abspath(database) + ".schema-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring volmigrate's tables to the newest revision; idempotent.
+
+    A database made before the migrations existed (tables, no version table)
+    is stamped with the first revision, whose schema it has, then upgraded.
+    """
+    with _schema_lock(engine), engine.begin() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+        config = _alembic_config(connection)
+        if "volumes" in tables and migrations.VERSION_TABLE not in tables:
+            alembic_command.stamp(config, migrations.FIRST_REVISION)
+        alembic_command.upgrade(config, "head")

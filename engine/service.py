@@ -93,7 +93,7 @@ class MigrationService:
         opts.validate(self.conf)
         try:
             engine = db_session.create_engine(opts.database_url(self.conf))
-            db_session.create_schema(engine)
+            db_session.upgrade_schema(engine)
         except Exception as exc:
             raise ConfigError(f"cannot open the database {opts.database_url(self.conf)}: "
                               f"{exc}") from exc
