@@ -99,9 +99,26 @@ def volume_files(tmp_path, backend: str) -> list[str]:
     return sorted(os.listdir(folder)) if folder.exists() else []
 
 
+VOLUME_KEYS = ("id", "name", "size", "host", "status", "attach_status", "project_id",
+               "name_id", "provider_location")
+MIGRATION_KEYS = ("id", "volume_id", "source_host", "dest_host", "lock_volume",
+                  "force_host_copy", "case", "previous_status", "error", "abort_reason")
+
+
 def snapshot(svc: MigrationService) -> tuple:
-    """Everything a rejected request must leave unchanged."""
-    return (svc.list_volumes(include_hidden=True), svc.list_migrations())
+    """Everything a rejected request could change: rows, statuses, hosts, requests.
+
+    Left out: what a migration running beside the request moves on its own
+    (its progress, heartbeat, starting -> migrating).
+    """
+    running = ("starting", "migrating", "completing")
+
+    def volume(v):
+        status = "running" if v["migration_status"] in running else v["migration_status"]
+        return tuple(v[k] for k in VOLUME_KEYS) + (status,)
+
+    return ([volume(v) for v in svc.list_volumes(include_hidden=True)],
+            [tuple(m[k] for k in MIGRATION_KEYS) for m in svc.list_migrations()])
 
 
 def host(backend: str) -> str:
