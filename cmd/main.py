@@ -19,9 +19,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from volmigrate.cmd import output
-from volmigrate.engine import MigrationService
+from volmigrate.engine import MigrationService, inspection, persistence
 from volmigrate.engine.exceptions import VolmigrateError
 from volmigrate.engine.units import parse_volume_size
+from volmigrate.flows.generic import GENERIC_CASES
 
 LOG = logging.getLogger(__name__)
 
@@ -75,6 +76,17 @@ def add_command_parsers(subparsers) -> None:
                        ("detach", "mark a volume detached (available)")):
         p = subparsers.add_parser(name, help=text)
         p.add_argument("volume")
+
+    p = subparsers.add_parser("flow", help="inspect migration flows (for developers)")
+    actions = p.add_subparsers(dest="flow_action", required=True)
+    sub = actions.add_parser("list", help="every migration's flow and its state")
+    _add_format(sub)
+    sub = actions.add_parser("show", help="every atom of a migration's flow")
+    sub.add_argument("migration", help="a migration id, or a volume id (its latest)")
+    _add_format(sub)
+    sub = actions.add_parser("graph", help="the execution graph of a case or a migration")
+    sub.add_argument("target", help="a case (generic-dd, generic-file-io) or a migration")
+    sub.add_argument("--format", choices=("text", "dot"), default="text")
 
     subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
                                           "process left, and wait until they end")
@@ -208,10 +220,44 @@ def _cmd_recover(svc, args) -> int:
     return 0
 
 
+def _cmd_flow(svc, args) -> int:
+    backend = persistence.open_backend(svc.db.engine)
+    try:
+        if args.flow_action == "list":
+            flows = inspection.list_flows(svc.db, backend)
+            if args.format == "json":
+                output.print_json(flows)
+            else:
+                output.print_rows(flows, ("migration_id", "volume_id", "case", "flow_state",
+                                          "migration_state", "started_at", "finished_at"))
+        elif args.flow_action == "show":
+            shown = inspection.show_flow(svc.db, backend, args.migration)
+            if args.format == "json":
+                sys.stdout.write(output.to_json(dict(shown, migration=output.to_json(
+                    shown["migration"]))) + "\n")
+            else:
+                output.print_record(shown["migration"], title="migration")
+                print(f"flow {shown['flow_uuid']}: {shown['flow_state']}")
+                output.print_rows(shown["atoms"], ("name", "state", "intention", "progress",
+                                                   "result"))
+                for atom in shown["atoms"]:
+                    if atom["failure"]:
+                        print(f"\n{atom['name']} failed: {atom['failure']['type']}: "
+                              f"{atom['failure']['message']}\n{atom['failure']['traceback']}")
+        else:
+            graph = inspection.flow_graph(args.target, svc.db, backend)
+            print(inspection.graph_to_dot(graph) if args.format == "dot"
+                  else inspection.graph_to_text(graph), end="")
+    except LookupError as exc:
+        print(f"volmigrate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {
     "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
     "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
-    "detach": _cmd_detach, "recover": _cmd_recover,
+    "detach": _cmd_detach, "recover": _cmd_recover, "flow": _cmd_flow,
 }
 
 
@@ -233,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"volmigrate: {exc}", file=sys.stderr)
             return 2
+    command = conf.command
+    if command.name == "flow" and command.flow_action == "graph" \
+            and command.target in GENERIC_CASES:  # a case's graph needs no service
+        graph = inspection.case_graph(command.target)
+        print(inspection.graph_to_dot(graph) if command.format == "dot"
+              else inspection.graph_to_text(graph), end="")
+        return 0
     svc = MigrationService(conf)
     try:
         svc.connect()

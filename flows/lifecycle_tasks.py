@@ -24,9 +24,10 @@ def failure_reason(flow_failures: dict) -> str:
         return "migration failed"
     ours = [f for f in failures if f.check(MigrationFailed)]
     chosen = (ours or failures)[0]
-    text = chosen.exception_str or chosen.exception_type_names[0]
+    type_name = chosen.to_dict()["exc_type_names"][0]
+    text = chosen.exception_str or type_name
     if not ours:
-        text = f"{chosen.exception_type_names[0]}: {text}"
+        text = f"{type_name}: {text}"
     return text
 
 
