@@ -17,27 +17,9 @@ import statistics
 import subprocess
 import tempfile
 import time
-import warnings
 
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-
-from oslo_config import cfg  # noqa: E402
-
-from volmigrate.engine import MigrationService  # noqa: E402
+from bench_setup import service, write_config  # noqa: E402
 from volmigrate.engine.units import parse_volume_size  # noqa: E402
-
-CONFIG = """\
-[DEFAULT]
-state_path = {state}
-host = bench
-enabled_backends = a,b
-migration_progress_report_interval = 1
-migration_checkpoint_size = {checkpoint}
-[a]
-volume_driver = local
-[b]
-volume_driver = local
-"""
 
 
 def fill(path: str, size: int) -> None:
@@ -64,27 +46,23 @@ def main() -> None:
     size = parse_volume_size(args.size)
 
     with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
-        conf_path = os.path.join(work, "bench.conf")
-        with open(conf_path, "w") as f:
-            f.write(CONFIG.format(state=os.path.join(work, "state"),
-                                  checkpoint=args.checkpoint))
-        conf = cfg.ConfigOpts()
-        conf(["--config-file", conf_path])
+        conf_path = write_config(work, migration_progress_report_interval=1,
+                                 migration_checkpoint_size=args.checkpoint)
         results: dict[str, list[float]] = {"dd bs=1M": [], "dd bs=1M conv=fdatasync": [],
                                            "volmigrate migrate": []}
-        with MigrationService(conf) as service:
-            volume = service.create_volume(size, "bench@a")
+        with service(conf_path) as svc:
+            volume = svc.create_volume(size, "bench@a")
             fill(volume["provider_location"], size)
             host = "b"
             for _ in range(args.rounds):
-                src = service.get_volume(volume["id"])["provider_location"]
+                src = svc.get_volume(volume["id"])["provider_location"]
                 scratch = os.path.join(work, "dd-copy")
                 results["dd bs=1M"].append(timed_dd(src, scratch, []))
                 results["dd bs=1M conv=fdatasync"].append(
                     timed_dd(src, scratch, ["conv=fdatasync"]))
                 start = time.monotonic()
-                response = service.migrate_volume(volume["id"], f"bench@{host}")
-                migration = service.wait(response.migration_id)
+                response = svc.migrate_volume(volume["id"], f"bench@{host}")
+                migration = svc.wait(response.migration_id)
                 results["volmigrate migrate"].append(time.monotonic() - start)
                 assert migration["state"] == "success", migration["error"]
                 host = "a" if host == "b" else "b"

@@ -20,27 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-
-from oslo_config import cfg  # noqa: E402
-
-from volmigrate.engine import MigrationService  # noqa: E402
+from bench_setup import service, write_config  # noqa: E402
 from volmigrate.engine.units import parse_size, parse_volume_size  # noqa: E402
 
-CONFIG = """\
-[DEFAULT]
-state_path = {state}
-host = bench
-enabled_backends = a,b
-migration_progress_report_interval = 0.02
-migration_checkpoint_size = {checkpoint}
-[a]
-volume_driver = local
-[b]
-volume_driver = local
-"""
 MiB = 1 << 20
 
 
@@ -52,11 +35,6 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def service(conf_path: str) -> MigrationService:
-    conf = cfg.ConfigOpts()
-    conf(["--config-file", conf_path])
-    return MigrationService(conf)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,9 +45,8 @@ def main() -> None:
     cli = os.path.join(os.path.dirname(sys.executable), "volmigrate")
 
     with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
-        conf_path = os.path.join(work, "bench.conf")
-        with open(conf_path, "w") as f:
-            f.write(CONFIG.format(state=os.path.join(work, "state"), checkpoint=args.checkpoint))
+        conf_path = write_config(work, migration_progress_report_interval=0.02,
+                                 migration_checkpoint_size=args.checkpoint)
         svc = service(conf_path)
         svc.start(recover=False)
         volume = svc.create_volume(size, "bench@a")

@@ -233,8 +233,7 @@ def _cmd_flow(svc, args) -> int:
         elif args.flow_action == "show":
             shown = inspection.show_flow(svc.db, backend, args.migration)
             if args.format == "json":
-                sys.stdout.write(output.to_json(dict(shown, migration=output.to_json(
-                    shown["migration"]))) + "\n")
+                output.print_json(shown)
             else:
                 output.print_record(shown["migration"], title="migration")
                 print(f"flow {shown['flow_uuid']}: {shown['flow_state']}")

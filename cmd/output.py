@@ -32,17 +32,14 @@ def console() -> Console:
 
 
 def _plain(value):
+    """Datetimes as ISO text, at any depth of the data (json's `default` hook too)."""
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     return value
 
 
 def to_json(data) -> str:
-    if isinstance(data, dict):
-        data = {k: _plain(v) for k, v in data.items()}
-    elif isinstance(data, list):
-        data = [{k: _plain(v) for k, v in row.items()} for row in data]
-    return json.dumps(data, indent=2, sort_keys=True)
+    return json.dumps(data, indent=2, sort_keys=True, default=_plain)
 
 
 def print_json(data) -> None:
