@@ -18,8 +18,8 @@ import subprocess
 import tempfile
 import time
 
-from bench_setup import service, write_config  # noqa: E402
-from volmigrate.engine.units import parse_volume_size  # noqa: E402
+from bench_setup import service, write_config
+from volmigrate.engine.units import parse_volume_size
 
 
 def fill(path: str, size: int) -> None:

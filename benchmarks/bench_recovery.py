@@ -21,8 +21,8 @@ import sys
 import tempfile
 import time
 
-from bench_setup import service, write_config  # noqa: E402
-from volmigrate.engine.units import parse_size, parse_volume_size  # noqa: E402
+from bench_setup import service, write_config
+from volmigrate.engine.units import parse_size, parse_volume_size
 
 MiB = 1 << 20
 
