@@ -113,10 +113,27 @@ class VolumeDriver(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} gives no file-like access")
 
     # -- driver-assisted migration (optional) --------------------------------
+    # A backend that can move a volume between its own pools (Storwize
+    # ``migratevdisk``) implements these four; the engine then runs the
+    # driver-assisted flow instead of copying through this host. The volume
+    # keeps its backend object name: only its pool changes.
     def can_migrate_within_backend(self, volume: dict, dest_pool: str) -> bool:
         """True if this backend can move the volume to `dest_pool` itself."""
         return False
 
+    def migrate_within_backend(self, volume: dict, dest_pool: str) -> None:
+        """Start moving the volume to `dest_pool` and return without waiting.
+
+        Must be idempotent, because a resumed flow calls it again: when a move
+        of this volume is already running, or the volume is already in
+        `dest_pool`, it does nothing. A refusal raises DriverError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot move volumes itself")
+
     def get_migration_progress(self, volume: dict) -> tuple[int, int] | None:
         """(bytes moved, bytes total) of a driver-assisted move, or None if none runs."""
         return None
+
+    def volume_pool(self, volume: dict) -> str:
+        """The pool the volume's data is in now, as the backend sees it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot move volumes itself")
