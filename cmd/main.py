@@ -22,7 +22,7 @@ from volmigrate.cmd import output
 from volmigrate.engine import MigrationService, inspection, persistence
 from volmigrate.engine.exceptions import VolmigrateError
 from volmigrate.engine.units import parse_volume_size
-from volmigrate.flows.generic import GENERIC_CASES
+from volmigrate.flows.cases import CASES
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def add_command_parsers(subparsers) -> None:
     sub.add_argument("migration", help="a migration id, or a volume id (its latest)")
     _add_format(sub)
     sub = actions.add_parser("graph", help="the execution graph of a case or a migration")
-    sub.add_argument("target", help="a case (generic-dd, generic-file-io) or a migration")
+    sub.add_argument("target", help=f"a case ({', '.join(CASES)}) or a migration")
     sub.add_argument("--format", choices=("text", "dot"), default="text")
 
     subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     command = conf.command
     if command.name == "flow" and command.flow_action == "graph" \
-            and command.target in GENERIC_CASES:  # a case's graph needs no service
+            and command.target in CASES:  # a case's graph needs no service
         graph = inspection.case_graph(command.target)
         print(inspection.graph_to_dot(graph) if command.format == "dot"
               else inspection.graph_to_text(graph), end="")

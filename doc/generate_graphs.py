@@ -9,14 +9,14 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 from volmigrate.engine import inspection  # noqa: E402
-from volmigrate.flows.generic import GENERIC_CASES  # noqa: E402
+from volmigrate.flows.cases import CASES  # noqa: E402
 
 GRAPHS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graphs")
 
 
 def generated() -> dict[str, str]:
     files = {}
-    for case in GENERIC_CASES:
+    for case in CASES:
         graph = inspection.case_graph(case)
         files[f"{case}.dot"] = inspection.graph_to_dot(graph)
         files[f"{case}.txt"] = inspection.graph_to_text(graph)

@@ -15,7 +15,7 @@ from taskflow import exceptions as tf_exceptions
 from taskflow.engines import helpers as tf_helpers
 
 from volmigrate.db.api import Database
-from volmigrate.flows import generic
+from volmigrate.flows import cases
 
 FLOW_MISSING = "missing"
 RESULT_LIMIT = 500
@@ -49,16 +49,16 @@ def _atom_graph(flow) -> nx.DiGraph:
 
 
 def case_graph(case: str) -> nx.DiGraph:
-    return _atom_graph(generic.get_flow(case))
+    return _atom_graph(cases.get_flow(case))
 
 
 def flow_graph(ref: str, db: Database | None = None, tf_backend=None) -> nx.DiGraph:
     """The graph of a case, or of a migration's own flow (rebuilt from its flow
     detail, with each atom's saved state as the node attribute ``state``)."""
-    if ref in generic.GENERIC_CASES:
+    if ref in cases.CASES:
         return case_graph(ref)
     if db is None or tf_backend is None:
-        raise LookupError(f"{ref} is not a migration case ({', '.join(generic.GENERIC_CASES)})")
+        raise LookupError(f"{ref} is not a migration case ({', '.join(cases.CASES)})")
     migration = _migration(db, ref)
     detail = _flow_detail(tf_backend, migration["flow_uuid"])
     if detail is None:

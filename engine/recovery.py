@@ -20,6 +20,7 @@ from taskflow import exceptions as tf_exceptions
 from volmigrate.db import models
 from volmigrate.engine import ownership
 from volmigrate.engine.hosts import parse_host
+from volmigrate.flows import constants as flow_c
 from volmigrate.flows import reporting
 from volmigrate.flows.volume_tasks import volume_ref
 
@@ -72,14 +73,23 @@ def _resume(service: MigrationService, migration: dict) -> dict:
     if missing:
         return roll_back(service, migration, f"backend {', '.join(missing)} is not enabled "
                                               f"in this service, so its flow cannot resume")
+    lost = None
     if not migration["flow_uuid"]:
-        return roll_back(service, migration, "no flow was recorded for it")
-    try:
-        flow_detail = service.tf_backend.get_connection().get_flow_details(
-            migration["flow_uuid"])
-    except tf_exceptions.NotFound:
-        return roll_back(service, migration, f"its flow detail {migration['flow_uuid']} is "
-                                              f"missing from the flow persistence")
+        lost = "no flow was recorded for it"
+    else:
+        try:
+            flow_detail = service.tf_backend.get_connection().get_flow_details(
+                migration["flow_uuid"])
+        except tf_exceptions.NotFound:
+            lost = f"its flow detail {migration['flow_uuid']} is missing from the flow persistence"
+    if lost and migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+        # Every step of that flow is idempotent and the backend may be moving
+        # the volume right now: a new flow waits for it, where a rollback could
+        # only record the wrong pool.
+        service.launch_flow(migration)
+        return _action(migration, RESUMED, f"{lost}; a new flow took over the backend's move")
+    if lost:
+        return roll_back(service, migration, lost)
     engine = taskflow.engines.load_from_detail(
         flow_detail, backend=service.tf_backend, engine="parallel",
         executor=service.task_executor)

@@ -39,7 +39,7 @@ from volmigrate.engine.exceptions import (
 from volmigrate.engine.hosts import Host, parse_host
 from volmigrate.engine.units import parse_size, parse_volume_size
 from volmigrate.flows import constants as flow_c
-from volmigrate.flows import generic, runtime
+from volmigrate.flows import cases, runtime
 from volmigrate.flows.reporting import percent_of
 from volmigrate.flows.volume_tasks import volume_ref
 
@@ -303,7 +303,7 @@ class MigrationService:
         except (InvalidInput, InvalidVolumeState, VolumeNotFound, BackendError) as exc:
             LOG.warning("Migration of volume %s to %s rejected: %s", volume_id, host, exc)
             return MigrationResponse(False, REJECTED_PREFIX + str(exc), reason=str(exc))
-        self._launch(migration)
+        self.launch_flow(migration)
         LOG.info("Migration %s of volume %s from %s to %s accepted (lock=%s)",
                  migration["id"], volume_id, migration["source_host"],
                  migration["dest_host"], lock_volume)
@@ -325,9 +325,7 @@ class MigrationService:
             raise InvalidVolumeState(
                 f"volume {volume_id} is {volume['status']}: only available volumes can be "
                 f"migrated")
-        local = (source_driver.access_kind() in LOCAL_PATH_ACCESS
-                 and dest_driver.access_kind() in LOCAL_PATH_ACCESS)
-        case = flow_c.CASE_GENERIC_DD if local else flow_c.CASE_GENERIC_FILE_IO
+        case = self._choose_case(volume, dest, source_driver, dest_driver, force_host_copy)
         values = {"migration_status": models.MIGRATION_STARTING}
         if lock_volume:
             values["status"] = models.STATUS_MAINTENANCE
@@ -350,7 +348,26 @@ class MigrationService:
                                      f"available volumes can be migrated")
         return migration
 
-    def _launch(self, migration: dict) -> None:
+    @staticmethod
+    def _choose_case(volume: dict, dest: Host, source_driver: VolumeDriver,
+                     dest_driver: VolumeDriver, force_host_copy: bool) -> str:
+        """Driver-assisted when the backend can move the volume itself, else a host copy."""
+        if (not force_host_copy and source_driver is dest_driver
+                and parse_host(volume["host"]).backend == dest.backend):
+            try:
+                movable = source_driver.can_migrate_within_backend(volume_ref(volume),
+                                                                   dest.pool)
+            except DriverError as exc:
+                raise BackendError(f"backend {dest.backend} cannot tell whether it can move "
+                                   f"volume {volume['id']}: {exc}") from exc
+            if movable:
+                return flow_c.CASE_DRIVER_ASSISTED
+        local = (source_driver.access_kind() in LOCAL_PATH_ACCESS
+                 and dest_driver.access_kind() in LOCAL_PATH_ACCESS)
+        return flow_c.CASE_GENERIC_DD if local else flow_c.CASE_GENERIC_FILE_IO
+
+    def launch_flow(self, migration: dict) -> None:
+        """Build, persist and run a new flow for an accepted (or orphaned) migration."""
         store = {
             flow_c.MIGRATION_ID: migration["id"],
             flow_c.VOLUME_ID: migration["volume_id"],
@@ -362,7 +379,7 @@ class MigrationService:
         book = tf_models.LogBook(f"migration-{migration['id']}")
         self.tf_backend.get_connection().save_logbook(book)
         engine = taskflow.engines.load_from_factory(
-            generic.get_flow, factory_kwargs={"case": migration["case"]}, store=store,
+            cases.get_flow, factory_kwargs={"case": migration["case"]}, store=store,
             book=book, backend=self.tf_backend, engine="parallel",
             executor=self.task_executor)
         self.db.update_migration(migration["id"], {"flow_uuid": engine.storage.flow_uuid})
@@ -500,6 +517,11 @@ class MigrationService:
         if migration["state"] not in models.STATES_UNFINISHED:
             raise InvalidVolumeState(f"migration {migration['id']} is not running "
                                      f"(state {migration['state']})")
+        if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+            raise InvalidVolumeState(
+                f"migration {migration['id']} is a move inside backend "
+                f"{parse_host(migration['source_host']).backend}, which cannot be stopped "
+                f"half way; the volume stays usable while it runs")
         self._abort(migration, reason)
         return self.get_migration(migration["id"])
 
@@ -554,10 +576,15 @@ class MigrationService:
         expected["migration_status"] = db_api.Not(*models.MIGRATION_RUNNING_STATES)
         for _ in range(3):
             migration = self._running_migration(volume)
-            if migration is not None:
+            condition = dict(expected)
+            if migration is not None and migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+                # The backend moves the volume online and cannot stop half way:
+                # the volume stays usable and the migration goes on.
+                del condition["migration_status"]
+            elif migration is not None:
                 self._abort(migration, f"aborted: {action} of volume {volume_id} was "
                                        f"requested during the migration")
-            if self.db.update_volume(volume["id"], values, expected):
+            if self.db.update_volume(volume["id"], values, condition):
                 LOG.info("Volume %s %sed", volume_id, action)
                 return self.get_volume(volume_id)
             volume = self.get_volume(volume_id)

@@ -1,0 +1,140 @@
+"""Tasks of the driver-assisted migration: the backend moves the data itself.
+
+The array (Storwize ``migratevdisk``) moves a volume between its pools while
+the volume stays online, and cannot be told to stop half way. So these tasks
+never copy anything: they start the move, wait for the array to finish it and
+then record where the data is. Every one of them can run again after a crash:
+a move already running is waited for, never started twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from oslo_log import log as logging
+from taskflow import task
+
+from volmigrate.db import models
+from volmigrate.flows import runtime
+from volmigrate.flows.exceptions import MigrationFailed
+from volmigrate.flows.volume_tasks import volume_ref
+
+LOG = logging.getLogger(__name__)
+
+# How often the wait asks the backend whether its move has ended.
+POLL_SECONDS = 0.5
+# Backend errors tolerated in a row while waiting (the driver retries each call too).
+MAX_POLL_ERRORS = 5
+
+
+def pool_of(host: str) -> str:
+    return host.partition("#")[2]
+
+
+def with_pool(host: str, pool: str) -> str:
+    return host.partition("#")[0] + "#" + pool
+
+
+def _volume(rt: runtime.Runtime, volume_id: str) -> tuple[dict, object]:
+    row = rt.db.get_volume(volume_id)
+    return row, rt.driver_for_host(row["host"])
+
+
+class StartDriverMove(task.Task):
+    """Ask the backend to move the volume to the destination pool.
+
+    On revert (a later step failed) the move cannot be undone on the array;
+    the volume's host is set to the pool its data is really in, so that the
+    database never points at the wrong pool.
+    """
+
+    def execute(self, migration_id: str, volume_id: str, dest_host: str) -> None:
+        rt = runtime.get()
+        rt.tracker(migration_id).check_abort()
+        volume, driver = _volume(rt, volume_id)
+        rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
+        dest_pool = pool_of(dest_host)
+        try:
+            driver.migrate_within_backend(volume_ref(volume), dest_pool)
+        except Exception as exc:
+            raise MigrationFailed(f"the backend refused to move the volume to pool "
+                                  f"{dest_pool}: {exc}") from exc
+        LOG.info("Migration %s: backend move of volume %s to pool %s started",
+                 migration_id, volume_id, dest_pool)
+
+    def revert(self, migration_id: str, volume_id: str, *args, **kwargs) -> None:
+        rt = runtime.get()
+        volume, driver = _volume(rt, volume_id)
+        try:
+            actual = driver.volume_pool(volume_ref(volume))
+        except Exception as exc:
+            text = f"the pool of volume {volume_id} could not be read back: {exc}"
+            LOG.error("Migration %s: %s", migration_id, text)
+            rt.tracker(migration_id).cleanup_problems.append(text)
+            return
+        if actual != pool_of(volume["host"]):
+            rt.db.update_volume(volume_id, {"host": with_pool(volume["host"], actual)})
+            LOG.warning("Migration %s: volume %s is in pool %s after all; host updated",
+                        migration_id, volume_id, actual)
+
+
+class WaitForDriverMove(task.Task):
+    """Wait until the backend's move has ended, and check where the data went.
+
+    It also feeds the progress monitor: while it waits, the monitor's
+    position is the backend's own report, when the backend can give one
+    (capability ``migration_progress_report``).
+    """
+
+    def execute(self, migration_id: str, volume_id: str, dest_host: str,
+                volume_size: int) -> None:
+        rt = runtime.get()
+        tracker = rt.tracker(migration_id)
+        volume, driver = _volume(rt, volume_id)
+        ref = volume_ref(volume)
+        succeeded = False
+        try:
+            if driver.get_volume_stats().get("migration_progress_report"):
+                tracker.copy_started(lambda: self._moved(driver, ref))
+            errors = 0
+            while True:
+                try:
+                    progress = driver.get_migration_progress(ref)
+                    errors = 0
+                except Exception as exc:
+                    errors += 1
+                    if errors >= MAX_POLL_ERRORS:
+                        raise MigrationFailed(f"lost track of the backend's move: "
+                                              f"{exc}") from exc
+                    LOG.warning("Migration %s: asking the backend for the move's "
+                                "progress failed (%s); asking again", migration_id, exc)
+                    progress = ()
+                if progress is None:
+                    break
+                time.sleep(POLL_SECONDS)
+            actual = driver.volume_pool(ref)
+            if actual != pool_of(dest_host):
+                raise MigrationFailed(f"the backend's move ended with the volume in pool "
+                                      f"{actual}, not {pool_of(dest_host)}")
+            rt.db.update_migration(migration_id, {"bytes_copied": volume_size})
+            succeeded = True
+        finally:
+            tracker.copy_finished(succeeded)
+
+    @staticmethod
+    def _moved(driver, ref: dict) -> int | None:
+        try:
+            progress = driver.get_migration_progress(ref)
+        except Exception as exc:  # the wait decides what a lost backend means
+            LOG.debug("Progress of the backend move unavailable: %s", exc)
+            return None
+        return None if progress is None else progress[0]
+
+
+class UpdateVolumeHost(task.Task):
+    """Record the volume's new pool: the data moved, its backend object did not."""
+
+    def execute(self, migration_id: str, volume_id: str, dest_host: str) -> None:
+        rt = runtime.get()
+        rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_COMPLETING,
+                                        "host": dest_host})
