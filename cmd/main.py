@@ -8,6 +8,8 @@ migration another process runs.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import sys
 import warnings
@@ -76,6 +78,12 @@ def add_command_parsers(subparsers) -> None:
                        ("detach", "mark a volume detached (available)")):
         p = subparsers.add_parser(name, help=text)
         p.add_argument("volume")
+
+    p = subparsers.add_parser("simulator", help="serve a simulator of a storage array for "
+                                                "tests and demos (not a real array)")
+    p.add_argument("kind", choices=sorted(SIMULATORS))
+    p.add_argument("simulator_args", nargs=argparse.REMAINDER,
+                   help="the simulator's own options (see: volmigrate simulator KIND --help)")
 
     p = subparsers.add_parser("flow", help="inspect migration flows (for developers)")
     actions = p.add_subparsers(dest="flow_action", required=True)
@@ -253,6 +261,9 @@ def _cmd_flow(svc, args) -> int:
     return 0
 
 
+# Simulators of hardware we cannot have, each a module with main(argv) -> int.
+SIMULATORS = {"storwize": "volmigrate.drivers.simulators.storwize"}
+
 COMMANDS = {
     "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
     "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
@@ -265,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.register_options(conf)
     conf.register_cli_opt(command_opt)
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulator"] and argv[1:2] and argv[1] in SIMULATORS:
+        # A simulator parses its own options and needs no volmigrate config.
+        module = importlib.import_module(SIMULATORS[argv[1]])
+        return module.main(argv[2:])
     try:
         conf(argv, project="volmigrate")
     except (cfg.Error, ValueError) as exc:
