@@ -141,3 +141,65 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 def wait_migrating(svc: MigrationService, volume_id: str) -> None:
     wait_for(lambda: svc.get_volume(volume_id)["migration_status"] == "migrating")
+
+
+# -- data of any backend's volume, through its driver ---------------------------
+def _open_volume(svc: MigrationService, volume: dict, writable: bool):
+    """(file object, cleanup) on a volume of any backend, as a migration reaches it."""
+    from volmigrate.drivers.base import ACCESS_STREAM
+    from volmigrate.flows.volume_tasks import volume_ref
+
+    driver = svc.drivers[volume["host"].split("@", 1)[1].split("#", 1)[0]]
+    ref = volume_ref(volume)
+    connection = driver.connect_volume(ref, writable)
+    try:
+        if connection["access"] == ACCESS_STREAM:
+            handle = driver.open_connection(connection, writable)
+        else:
+            handle = open(connection["path"], "r+b" if writable else "rb")
+    except BaseException:
+        driver.disconnect_volume(ref, connection)
+        raise
+
+    def cleanup():
+        handle.close()
+        driver.disconnect_volume(ref, connection)
+    return handle, cleanup
+
+
+def write_volume(svc: MigrationService, volume: dict, extents=None) -> str:
+    """Write random data into a volume (all of it, or the (offset, length) extents,
+    the rest left as it is: zeros on a new volume); return the volume's sha256."""
+    handle, cleanup = _open_volume(svc, volume, True)
+    try:
+        for offset, length in extents or [(0, volume["size"])]:
+            handle.seek(offset)
+            while length:
+                n = min(length, 4 * MiB)
+                handle.write(os.urandom(n))
+                length -= n
+        handle.flush()
+        try:
+            os.fsync(handle.fileno())
+        except (OSError, ValueError):
+            pass  # a file-like object's flush() is its sync
+    finally:
+        cleanup()
+    return volume_sha256(svc, volume)
+
+
+def volume_sha256(svc: MigrationService, volume: dict) -> str:
+    """sha256 of exactly the volume's `size` bytes, read through its driver."""
+    handle, cleanup = _open_volume(svc, volume, False)
+    digest = hashlib.sha256()
+    try:
+        remaining = volume["size"]
+        while remaining:
+            block = handle.read(min(remaining, MiB))
+            if not block:
+                raise AssertionError(f"volume {volume['id']} ended {remaining} bytes early")
+            digest.update(block)
+            remaining -= len(block)
+    finally:
+        cleanup()
+    return digest.hexdigest()

@@ -159,7 +159,7 @@ def test_unknown_migration_status_filter(service):
     ({"volume_dd_blocksize": "big"}, None, "volume_dd_blocksize"),
     ({"host": "bad@host"}, None, "[DEFAULT] host"),
     ({"enabled_backends": ""}, {}, "no backend configured"),
-    ({}, {"a": {"volume_driver": "nosuch"}}, "no such driver (known: local)"),
+    ({}, {"a": {"volume_driver": "nosuch"}}, "no such driver (known: local, lvm, objectstore, storwize)"),
     ({}, {"a": {"local_access": "telepathy"}}, "local_access"),
     ({"enabled_backends": "a,missing"}, {"a": {}}, "has no [missing] section"),
 ])
