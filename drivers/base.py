@@ -72,7 +72,15 @@ class VolumeDriver(abc.ABC):
 
     @abc.abstractmethod
     def create_volume(self, volume: dict) -> dict:
-        """Create the (zero-filled) backend object; return updates such as provider_location."""
+        """Create the backend object; return updates such as provider_location."""
+
+    def new_volumes_read_zeros(self) -> bool:
+        """Whether a new volume reads as zeros everywhere (a sparse file, a thin LV).
+
+        Only then may a copy into it skip the source's zero blocks and keep it
+        thin; a linear LV, for one, still holds the old data of its extents.
+        """
+        return True
 
     @abc.abstractmethod
     def delete_volume(self, volume: dict) -> None:

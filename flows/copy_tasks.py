@@ -44,7 +44,10 @@ class CopyVolumeData(task.Task):
             if start:
                 LOG.info("Migration %s: resuming the copy at byte %d of %d (last durable "
                          "checkpoint)", migration_id, start, volume_size)
+            dest_row = rt.db.get_volume(dest_volume_id)
             kwargs = {
+                # Skipping zero blocks is safe only where the destination reads zeros.
+                "sparse": rt.driver_for_host(dest_row["host"]).new_volumes_read_zeros(),
                 "start": start, "checkpoint_bytes": settings.checkpoint_bytes,
                 "on_checkpoint": lambda done: rt.db.update_migration(
                     migration_id, {"bytes_copied": done}),

@@ -203,3 +203,78 @@ def volume_sha256(svc: MigrationService, volume: dict) -> str:
     finally:
         cleanup()
     return digest.hexdigest()
+
+
+# -- real lvm2 volume groups on loop devices ------------------------------------
+HAS_LVM = HAS_LOOP and bool(__import__("shutil").which("lvcreate"))
+NO_LVM_REASON = "the LVM tests need root, /dev/loop-control and lvm2 (apt-get install lvm2)"
+
+
+class LoopVG:
+    """A volume group on a loop device over a sparse file, private to one test.
+
+    Its lvm.conf (the backend's `lvm_conf_file`) lets lvm2 see only this
+    test's loop device, so no test ever scans or touches another VG.
+    """
+
+    def __init__(self, work, size: int = 1024 * MiB) -> None:
+        import subprocess
+        import uuid
+        self.name = f"vmtest-{uuid.uuid4().hex[:8]}"
+        self.image = os.path.join(str(work), f"{self.name}.img")
+        with open(self.image, "wb") as f:
+            f.truncate(size)
+        self.device = subprocess.run(["losetup", "--find", "--show", self.image],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+        self.conf_dir = os.path.join(str(work), f"{self.name}-lvm")
+        os.makedirs(self.conf_dir)
+        self.conf_file = os.path.join(self.conf_dir, "lvm.conf")
+        with open(self.conf_file, "w") as f:
+            f.write(f'devices {{ filter = [ "a|^{self.device}$|", "r|.*|" ] '
+                    f'obtain_device_list_from_udev = 0 }}\n'
+                    'activation { udev_sync = 0 udev_rules = 0 }\n')
+        self.run("pvcreate", self.device)
+        self.run("vgcreate", self.name, self.device)
+
+    def run(self, *args: str, check: bool = True):
+        import subprocess
+        env = dict(os.environ, LVM_SYSTEM_DIR=self.conf_dir, LVM_SUPPRESS_FD_WARNINGS="1")
+        return subprocess.run(list(args), check=check, capture_output=True, text=True, env=env)
+
+    def lvs(self) -> list[str]:
+        out = self.run("lvs", "--noheadings", "-o", "lv_name", self.name).stdout
+        return sorted(out.split())
+
+    def backend(self, **options) -> dict:
+        """The options of a backend section using this VG."""
+        return dict({"volume_driver": "lvm", "volume_group": self.name,
+                     "lvm_conf_file": self.conf_file, "lvm_activation": "loop"}, **options)
+
+    def destroy(self) -> None:
+        import subprocess
+        listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME",
+                                  "--associated", self.device],
+                                 capture_output=True, text=True).stdout
+        for loop in listing.split():  # left over by a failing test
+            subprocess.run(["losetup", "--detach", loop], capture_output=True)
+        self.run("vgremove", "-f", "--driverloaded", "n", self.name, check=False)
+        self.run("pvremove", "-f", self.device, check=False)
+        subprocess.run(["losetup", "--detach", self.device], capture_output=True)
+        os.unlink(self.image)
+
+
+@pytest.fixture
+def make_vg(tmp_path):
+    """Factory: make_vg(size=...) -> LoopVG, destroyed at the end of the test."""
+    if not HAS_LVM:
+        pytest.skip(NO_LVM_REASON)
+    made = []
+
+    def factory(size: int = 1024 * MiB) -> LoopVG:
+        vg = LoopVG(tmp_path, size)
+        made.append(vg)
+        return vg
+
+    yield factory
+    for vg in made:
+        vg.destroy()
