@@ -278,3 +278,83 @@ def make_vg(tmp_path):
     yield factory
     for vg in made:
         vg.destroy()
+
+
+# -- the Storwize simulator, as a separate process --------------------------------
+class StorwizeArray:
+    """A running `volmigrate simulator storwize` (a simulator, not an array)."""
+
+    LOGIN, PASSWORD = "superuser", "passw0rd"
+
+    def __init__(self, work, pools=("pool1", "pool2"), migrate_rate: str = "64M",
+                 extra: tuple[str, ...] = (), port: int = 0) -> None:
+        self.data_dir = os.path.join(str(work), "storwize")
+        self.pools, self.migrate_rate, self.extra = list(pools), migrate_rate, list(extra)
+        self.port = port
+        self.proc = None
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+        args = [sys.executable, "-m", "volmigrate.drivers.simulators.storwize",
+                "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
+                "--pools", ",".join(self.pools), "--migrate-rate", self.migrate_rate,
+                "--login", self.LOGIN, "--password", self.PASSWORD, *self.extra]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "ready on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"the Storwize simulator did not start: {line!r}")
+        self.port = int(line.strip().rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def backend(self, **options) -> dict:
+        return dict({"volume_driver": "storwize", "san_ip": "127.0.0.1",
+                     "san_ssh_port": str(self.port), "san_login": self.LOGIN,
+                     "san_password": self.PASSWORD,
+                     "storwize_svc_volpool_name": ",".join(self.pools)}, **options)
+
+    def cli(self, command: str) -> str:
+        """Run one CLI command over SSH, as an administrator would."""
+        import paramiko
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect("127.0.0.1", self.port, self.LOGIN, self.PASSWORD,
+                       look_for_keys=False, allow_agent=False)
+        try:
+            _, stdout, stderr = client.exec_command(command)
+            out = stdout.read().decode()
+            if stdout.channel.recv_exit_status() != 0:
+                raise RuntimeError(stderr.read().decode())
+            return out
+        finally:
+            client.close()
+
+    def vdisks(self) -> dict[str, str]:
+        """{vdisk name: pool} of every vdisk on the array."""
+        lines = self.cli("svcinfo lsvdisk -delim !").splitlines()
+        if not lines:
+            return {}
+        header = lines[0].split("!")
+        rows = [dict(zip(header, line.split("!"))) for line in lines[1:] if line]
+        return {row["name"]: row["mdisk_grp_name"] for row in rows}
+
+
+@pytest.fixture
+def make_array(tmp_path):
+    """Factory: make_array(...) -> a started StorwizeArray, killed at the end."""
+    made = []
+
+    def factory(**kwargs) -> StorwizeArray:
+        array = StorwizeArray(tmp_path / f"array{len(made)}", **kwargs)
+        made.append(array)
+        return array
+
+    yield factory
+    for array in made:
+        array.kill()
