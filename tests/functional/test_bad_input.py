@@ -3,6 +3,8 @@
 import threading
 import uuid
 
+import shutil
+
 import pytest
 
 from vmtest import MiB, host, snapshot, wait_migrating, write_config
@@ -162,6 +164,18 @@ def test_unknown_migration_status_filter(service):
     ({}, {"a": {"volume_driver": "nosuch"}}, "no such driver (known: local, lvm, objectstore, storwize)"),
     ({}, {"a": {"local_access": "telepathy"}}, "local_access"),
     ({"enabled_backends": "a,missing"}, {"a": {}}, "has no [missing] section"),
+    ({}, {"a": {"volume_driver": "storwize"}}, "backend a: san_ip is not set"),
+    ({}, {"a": {"volume_driver": "storwize", "san_ip": "127.0.0.1", "san_ssh_port": "1",
+                "storwize_svc_volpool_name": "p1", "storwize_ssh_retries": "1"}},
+     "cannot reach the Storwize array at 127.0.0.1:1"),
+    ({}, {"a": {"volume_driver": "storwize", "san_ip": "127.0.0.1", "san_ssh_port": "1",
+                "storwize_connector": "iscsi"}}, "storwize_connector"),
+    pytest.param({}, {"a": {"volume_driver": "lvm", "volume_group": "no-such-vg",
+                            "lvm_activation": "loop"}}, "volume group no-such-vg not found",
+                 marks=pytest.mark.skipif(not shutil.which("vgs"), reason="no lvm2")),
+    ({}, {"a": {"volume_driver": "lvm", "lvm_type": "sparse"}}, "lvm_type"),
+    ({}, {"a": {"volume_driver": "objectstore", "objectstore_object_size": "5000"}},
+     "not a power of two"),
 ])
 def test_bad_config_values(tmp_path, defaults, backends, message):
     from oslo_config import cfg
