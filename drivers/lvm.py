@@ -16,10 +16,12 @@ depends on ``lvm_activation``:
 - ``auto``: dm where ``/dev/mapper/control`` answers, else loop.
 
 Thin LVs (``lvm_type = thin``) need device-mapper to activate their pool.
+doc/lvm-driver.md says more.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -37,6 +39,7 @@ LOG = logging.getLogger(__name__)
 DM_CONTROL = "/dev/mapper/control"
 ACTIVATION_DM = "dm"
 ACTIVATION_LOOP = "loop"
+LVM_CONF_NAME = "lvm.conf"
 
 lvm_opts = [
     cfg.StrOpt("volume_group", default="cinder-volumes",
@@ -53,53 +56,76 @@ lvm_opts = [
                           "over its physical volume (test mode)")],
                help="How a migration reaches an LV's data."),
     cfg.StrOpt("lvm_conf_file",
-               help="An lvm.conf for this backend's commands (its directory becomes "
-                    "LVM_SYSTEM_DIR), e.g. to restrict the devices lvm2 scans."),
+               help="An lvm.conf for this backend's lvm2 commands: its directory "
+                    "becomes LVM_SYSTEM_DIR, so the file must be named lvm.conf. "
+                    "E.g. to restrict the devices lvm2 scans. Default: the system's."),
     cfg.StrOpt("root_helper", default="",
                help="Command prefix to run lvm2 and losetup as root, e.g. 'sudo'."),
 ]
 
+# lvm2 warnings that say only what loop activation means; never the cause of an error.
+_EXPECTED_WARNINGS = ("Activation disabled", "not zeroed", "NOT backed up")
+
 
 def device_mapper_works() -> bool:
-    """Whether the kernel's device-mapper answers (the control node may exist without it)."""
+    """Whether the kernel's device-mapper answers (the control node may exist without it).
+
+    Opening the node fails with ENODEV (or it is missing) where the kernel has
+    no device-mapper; a permission error means it is there but root-only, as
+    for a driver that reaches it through ``root_helper``.
+    """
     try:
         os.close(os.open(DM_CONTROL, os.O_RDWR))
-    except OSError:
-        return False
+    except OSError as exc:
+        return exc.errno in (errno.EACCES, errno.EPERM)
     return True
 
 
 class LVMDriver(base.VolumeDriver):
+    """Volumes as logical volumes of ``volume_group``, reached by dm or loop activation."""
+
     options = lvm_opts
 
     # -- commands -------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1", LC_ALL="C")
+    def _lvm_env(self) -> dict[str, str]:
+        env = {"LVM_SUPPRESS_FD_WARNINGS": "1", "LC_ALL": "C"}
         if self.configuration.lvm_conf_file:
             env["LVM_SYSTEM_DIR"] = os.path.dirname(
                 os.path.abspath(self.configuration.lvm_conf_file))
         return env
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = shlex.split(self.configuration.root_helper or "") + list(args)
+    def _run(self, *args: str, check: bool = True,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run a command as root (through root_helper), as an argument list.
+
+        ``env`` goes through ``env VAR=value`` after the helper, because sudo
+        and rootwrap drop the caller's environment (LVM_SYSTEM_DIR with it).
+        """
+        helper = shlex.split(self.configuration.root_helper or "")
+        command = list(args)
+        if env and helper:
+            command = ["env", *(f"{k}={v}" for k, v in env.items()), *command]
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, check=False,
-                                  env=self._env())
+            proc = subprocess.run(helper + command, capture_output=True, text=True,
+                                  check=False, env=dict(os.environ, **(env or {})))
         except OSError as exc:
-            raise DriverError(f"cannot run {args[0]}: {exc}") from exc
+            raise DriverError(f"cannot run {(helper + command)[0]}: {exc}") from exc
         if check and proc.returncode != 0:
             raise DriverError(f"{args[0]} failed: {self._error_text(proc.stderr)}")
         return proc
 
     @staticmethod
     def _error_text(stderr: str) -> str:
-        lines = [line.strip() for line in stderr.splitlines()
-                 if line.strip() and "Activation disabled" not in line]
-        return "; ".join(lines) or "no message"
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if not line.startswith("WARNING:")]
+        warnings = [line for line in lines if line.startswith("WARNING:")
+                    and not any(w in line for w in _EXPECTED_WARNINGS)]
+        return "; ".join(errors or warnings) or "no message"
 
     def _lvm(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """An lvm2 command; without device-mapper, told not to look for it."""
         extra = ["--driverloaded", "n"] if self.activation == ACTIVATION_LOOP else []
-        return self._run(command, *extra, *args, check=check)
+        return self._run(command, *extra, *args, check=check, env=self._lvm_env())
 
     def _report(self, command: str, kind: str, fields: str, *args: str) -> list[dict]:
         proc = self._lvm(command, "--reportformat", "json", "--units", "b", "--nosuffix",
@@ -124,18 +150,26 @@ class LVMDriver(base.VolumeDriver):
 
     @property
     def activation(self) -> str:
+        """``dm`` or ``loop``: what ``lvm_activation`` means on this host."""
         chosen = self.configuration.lvm_activation
         if chosen == "auto":
             return ACTIVATION_DM if device_mapper_works() else ACTIVATION_LOOP
         return chosen
 
     def do_setup(self) -> None:
+        """Refuse, with the reason, a configuration that cannot work on this host."""
         conf_file = self.configuration.lvm_conf_file
-        if conf_file and not os.path.isfile(conf_file):
-            raise DriverConfigError(f"lvm_conf_file {conf_file} does not exist")
-        if self.activation == ACTIVATION_DM and not device_mapper_works():
+        if conf_file:
+            if not os.path.isfile(conf_file):
+                raise DriverConfigError(f"lvm_conf_file {conf_file} does not exist")
+            if os.path.basename(conf_file) != LVM_CONF_NAME:
+                raise DriverConfigError(
+                    f"lvm_conf_file {conf_file} must be named {LVM_CONF_NAME}: lvm2 reads "
+                    f"{LVM_CONF_NAME} from its directory (LVM_SYSTEM_DIR)")
+        if self.configuration.lvm_activation == ACTIVATION_DM and not device_mapper_works():
             raise DriverConfigError(f"lvm_activation = dm, but this host has no working "
-                                    f"device-mapper ({DM_CONTROL} cannot be opened)")
+                                    f"device-mapper ({DM_CONTROL} cannot be opened); "
+                                    f"lvm_activation = loop works without it (test mode)")
         if self.thin and self.activation == ACTIVATION_LOOP:
             raise DriverConfigError("lvm_type = thin needs device-mapper (thin pools cannot "
                                     "be activated here); use lvm_type = default")
@@ -148,6 +182,8 @@ class LVMDriver(base.VolumeDriver):
                              f"{self.vg}/{self.thin_pool}", check=False)
             if proc.returncode != 0:
                 raise DriverConfigError(f"thin pool {self.vg}/{self.thin_pool} not found")
+        LOG.info("LVM backend %s: volume group %s, %s LVs, %s activation", self.backend_name,
+                 self.vg, self.configuration.lvm_type, self.activation)
 
     def _vg_info(self) -> dict[str, Any]:
         rows = self._report("vgs", "vg", "vg_size,vg_free,vg_extent_size", self.vg)
@@ -177,6 +213,11 @@ class LVMDriver(base.VolumeDriver):
         return f"volume-{base.object_id(volume)}"
 
     def _lv(self, volume: dict) -> dict | None:
+        """The LV's report row (its first segment's), or None if it does not exist.
+
+        A selection, not ``vg/lv``, so that a missing LV is an empty answer
+        rather than an error we would have to tell from real failures.
+        """
         rows = self._report("lvs", "lv", "lv_name,lv_size,seg_pe_ranges,seg_count",
                             "-S", f"lv_name={self.lv_name(volume)}", self.vg)
         return rows[0] if rows else None
@@ -190,17 +231,23 @@ class LVMDriver(base.VolumeDriver):
                 return location  # made before a crash interrupted the caller
             raise DriverError(f"logical volume {self.vg}/{name} already exists and is "
                               f"smaller than {volume['size']} bytes")
-        size = f"{volume['size']}b"  # lvm2 rounds up to whole extents
+        # Whole extents, counted here: lvm2 takes a size in bytes only when it
+        # is a multiple of 512, and a volume's size need not be.
+        extent = self._vg_info()["vg_extent_size"]
+        extents = max(1, -(-volume["size"] // extent))
         if self.thin:
-            self._lvm("lvcreate", "-n", name, "-V", size, "-T", f"{self.vg}/{self.thin_pool}")
+            self._lvm("lvcreate", "-n", name, "-V", f"{extents * extent}b",
+                      "-T", f"{self.vg}/{self.thin_pool}")
         elif self.activation == ACTIVATION_LOOP:
             # Not activated, not zeroed: there is no device-mapper to do either.
             # Contiguous, so that one loop device reaches the whole LV.
-            self._lvm("lvcreate", "-n", name, "-L", size, "--contiguous", "y",
+            self._lvm("lvcreate", "-n", name, "-l", str(extents), "--contiguous", "y",
                       "--activate", "n", "--zero", "n", self.vg)
         else:
-            self._lvm("lvcreate", "-n", name, "-L", size, "--activate", "n", self.vg)
-        LOG.debug("Created logical volume %s/%s", self.vg, name)
+            # Activated by connect_volume, when a migration needs it.
+            self._lvm("lvcreate", "-n", name, "-l", str(extents),
+                      "--activate", "n", "--zero", "n", self.vg)
+        LOG.info("Created logical volume %s/%s (%d extents)", self.vg, name, extents)
         return location
 
     def new_volumes_read_zeros(self) -> bool:
@@ -219,18 +266,23 @@ class LVMDriver(base.VolumeDriver):
                 LOG.warning("Could not detach the loop devices of %s: %s",
                             self.lv_name(volume), exc)
         self._lvm("lvremove", "-f", f"{self.vg}/{self.lv_name(volume)}")
+        LOG.info("Removed logical volume %s/%s", self.vg, self.lv_name(volume))
 
     # -- connections ----------------------------------------------------------
     def access_kind(self) -> str:
         return base.ACCESS_BLOCK
 
     def _extent_range(self, lv: dict) -> tuple[str, int, int]:
-        """(PV device, byte offset, byte length) of a single-segment LV."""
+        """(PV device, byte offset, byte length) of a single-segment LV.
+
+        Where loop activation maps the LV: the PV's data area starts at
+        ``pe_start``, and extent N of the PV is N extent sizes further.
+        """
         ranges = lv["seg_pe_ranges"].split()
         if int(lv.get("seg_count") or 1) != 1 or len(ranges) != 1:
-            raise DriverError(f"logical volume {lv['lv_name']} has several segments "
-                              f"({lv['seg_pe_ranges']}); lvm_activation = loop reaches only "
-                              f"contiguous LVs")
+            raise DriverError(f"logical volume {self.vg}/{lv['lv_name']} has several "
+                              f"segments; lvm_activation = loop reaches only LVs made of "
+                              f"one contiguous range of extents")
         device, _, extents = ranges[0].rpartition(":")
         first = int(extents.split("-")[0])
         pvs = self._report("pvs", "pv", "pv_name,pe_start", device)
@@ -239,17 +291,19 @@ class LVMDriver(base.VolumeDriver):
         extent = self._vg_info()["vg_extent_size"]
         return device, int(pvs[0]["pe_start"]) + first * extent, int(lv["lv_size"])
 
-    def _loops_over(self, extent_range: tuple[str, int, int]) -> list[str]:
-        """Loop devices mapping exactly that range (read-only or not)."""
+    def _loops_over(self, extent_range: tuple[str, int, int],
+                    read_only: bool | None = None) -> list[str]:
+        """Loop devices mapping exactly that range (of that mode, if given)."""
         device, offset, size = extent_range
         listing = self._run("losetup", "--list", "--noheadings", "--raw", "--output",
                             "NAME,OFFSET,SIZELIMIT,RO", "--associated", device).stdout
         found = []
         for line in listing.splitlines():
-            name, loop_offset, loop_size, read_only = line.split()
-            if int(loop_offset) == offset and int(loop_size) == size:
-                found.append((name, read_only))
-        return [name for name, _ in found]
+            name, loop_offset, loop_size, ro = line.split()
+            if (int(loop_offset), int(loop_size)) == (offset, size) and (
+                    read_only is None or (ro == "1") == read_only):
+                found.append(name)
+        return found
 
     def connect_volume(self, volume: dict, writable: bool) -> dict:
         lv = self._lv(volume)
@@ -260,27 +314,24 @@ class LVMDriver(base.VolumeDriver):
             return {"access": base.ACCESS_BLOCK,
                     "path": f"/dev/{self.vg}/{self.lv_name(volume)}"}
         device, offset, size = self._extent_range(lv)
-        mode = "0" if writable else "1"
-        listing = self._run("losetup", "--list", "--noheadings", "--raw", "--output",
-                            "NAME,OFFSET,SIZELIMIT,RO", "--associated", device).stdout
-        for line in listing.splitlines():  # left by a run a crash interrupted
-            name, loop_offset, loop_size, read_only = line.split()
-            if (int(loop_offset), int(loop_size), read_only) == (offset, size, mode):
-                path = name
-                break
+        reuse = self._loops_over((device, offset, size), read_only=not writable)
+        if reuse:  # left by a run a crash interrupted
+            path = reuse[0]
+            LOG.debug("Reusing %s for %s/%s", path, self.vg, lv["lv_name"])
         else:
             args = ["losetup", "--find", "--show", "--offset", str(offset),
                     "--sizelimit", str(size)]
             if not writable:
                 args.append("--read-only")
             path = self._run(*args, device).stdout.strip()
-            LOG.debug("Exposed %s/%s as %s (%s at %d)", self.vg, lv["lv_name"], path,
-                      device, offset)
+            LOG.debug("Exposed %s/%s as %s (%s, %d bytes at %d)", self.vg, lv["lv_name"],
+                      path, device, size, offset)
         return {"access": base.ACCESS_BLOCK, "path": path, "pv": device,
                 "offset": offset, "sizelimit": size}
 
     @staticmethod
     def _loop_maps(connection: dict) -> bool:
+        """Whether the connection's loop device still maps its PV range."""
         sys_dir = f"/sys/block/{os.path.basename(connection['path'])}/loop"
         try:
             with open(f"{sys_dir}/backing_file", encoding="utf-8") as f:
@@ -295,9 +346,21 @@ class LVMDriver(base.VolumeDriver):
                 and offset == connection["offset"] and size == connection["sizelimit"])
 
     def connection_valid(self, volume: dict, connection: dict) -> bool:
+        """The loop still maps that range, and the range is still this LV's.
+
+        The second half matters after a crash: the LV may have been removed
+        and its extents given to another one since the connection was made.
+        """
         if "pv" not in connection:
             return os.path.exists(connection["path"])
-        return self._loop_maps(connection)
+        if not self._loop_maps(connection):
+            return False
+        lv = self._lv(volume)
+        try:
+            return lv is not None and self._extent_range(lv) == (
+                connection["pv"], connection["offset"], connection["sizelimit"])
+        except DriverError:
+            return False
 
     def disconnect_volume(self, volume: dict, connection: dict) -> None:
         if "pv" not in connection:
@@ -306,3 +369,5 @@ class LVMDriver(base.VolumeDriver):
             return
         if self._loop_maps(connection):
             self._run("losetup", "--detach", connection["path"])
+            LOG.debug("Detached %s (%s/%s)", connection["path"], self.vg,
+                      self.lv_name(volume))

@@ -1,9 +1,8 @@
 """Bad requests get a clear message and change nothing."""
 
+import shutil
 import threading
 import uuid
-
-import shutil
 
 import pytest
 

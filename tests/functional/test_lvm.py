@@ -7,15 +7,19 @@ need device-mapper; their test says so where it cannot run.
 
 import hashlib
 import os
+import subprocess
 
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, host
+from vmtest import HAS_LVM, NO_LVM_REASON, MiB, host
 from volmigrate.drivers.exceptions import DriverError
 from volmigrate.drivers.lvm import LVMDriver, device_mapper_works
 
+pytestmark = pytest.mark.skipif(not HAS_LVM, reason=NO_LVM_REASON)
+
 EXTENT = 4 * MiB
+NO_DM_REASON = "no device-mapper: thin pools cannot be activated on this host"
 
 
 def make_driver(vg, tmp_path, **overrides) -> LVMDriver:
@@ -63,16 +67,16 @@ def loops_over(vg) -> str:
 def test_volumes_are_real_lvs_and_loop_activation_reaches_their_extents(make_vg, tmp_path):
     vg = make_vg()
     driver = make_driver(vg, tmp_path)
-    first = ref("one", 10 * MiB + 512, vg)  # not a whole number of extents
+    first = ref("one", 18 * MiB + 1, vg)  # not a whole number of extents, nor of sectors
     second = ref("two", 20 * MiB, vg)
     assert driver.create_volume(first) == {"provider_location": f"{vg.name}/volume-one"}
     driver.create_volume(second)
     assert vg.lvs() == ["volume-one", "volume-two"]
     size = vg.run("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size",
                   f"{vg.name}/volume-one").stdout.strip()
-    assert int(size) == 3 * EXTENT  # rounded up to whole extents
+    assert int(size) == 5 * EXTENT  # rounded up to whole extents
 
-    a, b = os.urandom(8 * MiB), os.urandom(8 * MiB)
+    a, b = os.urandom(16 * MiB), os.urandom(8 * MiB)
     write_at(driver, first, 2 * MiB, a)
     write_at(driver, second, 0, b)
     assert read_at(driver, first, 2 * MiB, len(a)) == a
@@ -126,6 +130,30 @@ def test_setup_errors_are_clear(make_vg, tmp_path):
             make_driver(vg, tmp_path, lvm_activation="dm")
     with pytest.raises(DriverError, match="lvm_conf_file .* does not exist"):
         make_driver(vg, tmp_path, lvm_conf_file=str(tmp_path / "missing.conf"))
+    other_name = tmp_path / "custom.conf"
+    other_name.write_text("")
+    with pytest.raises(DriverError, match="must be named lvm.conf"):
+        make_driver(vg, tmp_path, lvm_conf_file=str(other_name))
+
+
+def test_root_helper_prefixes_commands_and_keeps_lvm_system_dir(make_vg, tmp_path):
+    # A helper that clears the environment, as sudo does: the private lvm.conf
+    # must still reach lvm2. One that hides every device proves it does.
+    vg = make_vg()
+    helper = "env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+    blind = tmp_path / "blind"
+    blind.mkdir()
+    (blind / "lvm.conf").write_text('devices { global_filter = [ "r|.*|" ] }\n')
+    with pytest.raises(DriverError, match=f"volume group {vg.name} not found"):
+        make_driver(vg, tmp_path, root_helper=helper, lvm_conf_file=str(blind / "lvm.conf"))
+    driver = make_driver(vg, tmp_path, root_helper=helper)
+    volume = ref("v", 4 * MiB, vg)
+    driver.create_volume(volume)
+    connection = driver.connect_volume(volume, writable=True)
+    assert driver.connection_valid(volume, connection)
+    driver.disconnect_volume(volume, connection)
+    driver.delete_volume(volume)
+    assert vg.lvs() == [] and loops_over(vg) == ""
 
 
 def test_connect_reuses_a_loop_left_by_a_crash(make_vg, tmp_path):
@@ -143,6 +171,44 @@ def test_connect_reuses_a_loop_left_by_a_crash(make_vg, tmp_path):
     driver.disconnect_volume(volume, first)  # twice is fine
 
 
+def test_connection_invalid_once_its_loop_or_its_extents_are_gone(make_vg, tmp_path):
+    vg = make_vg()
+    driver = make_driver(vg, tmp_path)
+    volume = ref("v", 8 * MiB, vg)
+    driver.create_volume(volume)
+    connection = driver.connect_volume(volume, writable=False)
+    subprocess.run(["losetup", "--detach", connection["path"]], check=True)  # e.g. a reboot
+    assert not driver.connection_valid(volume, connection)
+    driver.disconnect_volume(volume, connection)  # nothing left to detach: fine
+
+    # The loop survives but the LV was removed behind our back and its
+    # extents given to another volume: the connection no longer reaches it.
+    connection = driver.connect_volume(volume, writable=False)
+    vg.run("lvremove", "-f", "--driverloaded", "n", f"{vg.name}/volume-v")
+    other = ref("w", 8 * MiB, vg)
+    driver.create_volume(other)
+    assert driver.connect_volume(other, writable=False)["offset"] == connection["offset"]
+    assert not driver.connection_valid(volume, connection)
+    driver.delete_volume(other)
+    assert loops_over(vg) == ""
+
+
+def test_loop_activation_refuses_a_multi_segment_lv(make_vg, tmp_path):
+    vg = make_vg(size=64 * MiB)
+    driver = make_driver(vg, tmp_path)
+    for name in ("a", "b", "c"):
+        driver.create_volume(ref(name, 4 * MiB, vg))
+    driver.delete_volume(ref("b", 4 * MiB, vg))
+    # Made by hand, not by the driver: anywhere, so around volume-c.
+    vg.run("lvcreate", "--driverloaded", "n", "-an", "-Zn", "-n", "volume-split",
+           "-l", "100%FREE", vg.name)
+    split = ref("split", 4 * MiB, vg)
+    with pytest.raises(DriverError, match="several segments"):
+        driver.connect_volume(split, writable=False)
+    driver.delete_volume(split)  # still removable
+    assert vg.lvs() == ["volume-a", "volume-c"]
+
+
 def test_delete_detaches_loops_left_over(make_vg, tmp_path):
     vg = make_vg()
     driver = make_driver(vg, tmp_path)
@@ -153,8 +219,7 @@ def test_delete_detaches_loops_left_over(make_vg, tmp_path):
     assert loops_over(vg) == "" and vg.lvs() == []
 
 
-@pytest.mark.skipif(not device_mapper_works(),
-                    reason="no device-mapper: thin pools cannot be activated on this host")
+@pytest.mark.skipif(not device_mapper_works(), reason=NO_DM_REASON)
 def test_thin_volumes(make_vg, tmp_path):
     vg = make_vg()
     vg.run("lvcreate", "--type", "thin-pool", "-L", "256m", "-n", f"{vg.name}-pool", vg.name)
