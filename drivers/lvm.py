@@ -327,23 +327,30 @@ class LVMDriver(base.VolumeDriver):
             LOG.debug("Exposed %s/%s as %s (%s, %d bytes at %d)", self.vg, lv["lv_name"],
                       path, device, size, offset)
         return {"access": base.ACCESS_BLOCK, "path": path, "pv": device,
-                "offset": offset, "sizelimit": size}
+                "offset": offset, "sizelimit": size, "read_only": not writable}
 
     @staticmethod
     def _loop_maps(connection: dict) -> bool:
-        """Whether the connection's loop device still maps its PV range."""
-        sys_dir = f"/sys/block/{os.path.basename(connection['path'])}/loop"
+        """Whether the connection's loop device still maps its PV range, in its mode.
+
+        The device may have been detached (a reboot) and its number reused,
+        maybe for the same range in the other mode.
+        """
+        sys_dir = f"/sys/block/{os.path.basename(connection['path'])}"
         try:
-            with open(f"{sys_dir}/backing_file", encoding="utf-8") as f:
+            with open(f"{sys_dir}/loop/backing_file", encoding="utf-8") as f:
                 backing = f.read().strip()
-            with open(f"{sys_dir}/offset", encoding="utf-8") as f:
+            with open(f"{sys_dir}/loop/offset", encoding="utf-8") as f:
                 offset = int(f.read())
-            with open(f"{sys_dir}/sizelimit", encoding="utf-8") as f:
+            with open(f"{sys_dir}/loop/sizelimit", encoding="utf-8") as f:
                 size = int(f.read())
+            with open(f"{sys_dir}/ro", encoding="utf-8") as f:
+                read_only = f.read().strip() == "1"
         except (OSError, ValueError):
             return False
         return (os.path.realpath(backing) == os.path.realpath(connection["pv"])
-                and offset == connection["offset"] and size == connection["sizelimit"])
+                and offset == connection["offset"] and size == connection["sizelimit"]
+                and read_only == connection.get("read_only", read_only))
 
     def connection_valid(self, volume: dict, connection: dict) -> bool:
         """The loop still maps that range, and the range is still this LV's.

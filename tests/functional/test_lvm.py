@@ -124,6 +124,7 @@ def test_setup_errors_are_clear(make_vg, tmp_path):
     with pytest.raises(DriverError, match="volume group nosuch-vg not found"):
         make_driver(vg, tmp_path, volume_group="nosuch-vg")
     if not device_mapper_works():
+        assert make_driver(vg, tmp_path, lvm_activation="auto").activation == "loop"
         with pytest.raises(DriverError, match="thin needs device-mapper"):
             make_driver(vg, tmp_path, lvm_type="thin")
         with pytest.raises(DriverError, match="no working device-mapper"):
@@ -169,6 +170,14 @@ def test_connect_reuses_a_loop_left_by_a_crash(make_vg, tmp_path):
     assert loops_over(vg) == ""
     assert not driver.connection_valid(volume, first)
     driver.disconnect_volume(volume, first)  # twice is fine
+
+    reading = driver.connect_volume(volume, writable=False)
+    assert reading["path"] != first["path"] or not driver.connection_valid(volume, first)
+    with pytest.raises(OSError):  # a read-only connection cannot change the volume
+        with open(reading["path"], "r+b", buffering=0) as f:
+            f.write(bytes(4096))
+            os.fsync(f.fileno())
+    driver.disconnect_volume(volume, reading)
 
 
 def test_connection_invalid_once_its_loop_or_its_extents_are_gone(make_vg, tmp_path):
