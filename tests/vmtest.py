@@ -231,7 +231,7 @@ class LoopVG:
         self.conf_file = os.path.join(self.conf_dir, "lvm.conf")
         with open(self.conf_file, "w") as f:
             f.write(f'devices {{ filter = [ "a|^{self.device}$|", "r|.*|" ] '
-                    f'obtain_device_list_from_udev = 0 }}\n'
+                    f'obtain_device_list_from_udev = 0 hints = "none" }}\n'
                     'activation { udev_sync = 0 udev_rules = 0 }\n')
         self.run("pvcreate", self.device)
         self.run("vgcreate", self.name, self.device)
