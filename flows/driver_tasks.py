@@ -57,8 +57,8 @@ class StartDriverMove(task.Task):
         try:
             driver.migrate_within_backend(volume_ref(volume), dest_pool)
         except Exception as exc:
-            raise MigrationFailed(f"the backend refused to move the volume to pool "
-                                  f"{dest_pool}: {exc}") from exc
+            raise MigrationFailed(f"starting the backend's move of the volume to pool "
+                                  f"{dest_pool} failed: {exc}") from exc
         LOG.info("Migration %s: backend move of volume %s to pool %s started",
                  migration_id, volume_id, dest_pool)
 

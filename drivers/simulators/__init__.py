@@ -1,0 +1,1 @@
+"""Simulators of storage hardware volmigrate cannot have where it is built (not real arrays)."""
