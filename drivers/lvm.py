@@ -319,8 +319,10 @@ class LVMDriver(base.VolumeDriver):
             path = reuse[0]
             LOG.debug("Reusing %s for %s/%s", path, self.vg, lv["lv_name"])
         else:
-            args = ["losetup", "--find", "--show", "--offset", str(offset),
-                    "--sizelimit", str(size)]
+            # Direct I/O: the PV below has its own page cache; a second one in this
+            # loop made a 256 MiB dd with fdatasync 7x slower (1.49 s against 0.20 s).
+            args = ["losetup", "--find", "--show", "--direct-io=on", "--offset",
+                    str(offset), "--sizelimit", str(size)]
             if not writable:
                 args.append("--read-only")
             path = self._run(*args, device).stdout.strip()
