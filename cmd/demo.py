@@ -1,7 +1,11 @@
-"""`volmigrate demo`: a real migration between two local backends, shown step by step.
+"""`volmigrate demo`: real migrations, shown step by step.
 
-Each step is the command an administrator would type, run for real in this
-process, against a configuration in a temporary directory.
+First between two local backends, then onto a Storwize array and from one of
+its pools to another, moved by the array itself. The array is volmigrate's
+Storwize *simulator* (an SSH server on 127.0.0.1 that runs the array's CLI
+against files); the demo says so. Each step is the command an administrator
+would type, run for real in this process, against a configuration in a
+temporary directory.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 from volmigrate.cmd import output
@@ -25,7 +30,7 @@ CONFIG = """\
 [DEFAULT]
 state_path = {state}
 host = {host}
-enabled_backends = local-a,local-b
+enabled_backends = local-a,local-b,array
 migration_progress_report_interval = 0.5
 # Only so that the demo's progress bar can be watched; 0 (the default) is unlimited.
 volume_copy_bps_limit = {rate}
@@ -36,6 +41,15 @@ volume_driver = local
 
 [local-b]
 volume_driver = local
+
+# volmigrate's Storwize simulator, started by the demo (not a real array).
+[array]
+volume_driver = storwize
+san_ip = 127.0.0.1
+san_ssh_port = {array_port}
+san_login = superuser
+san_password = {array_password}
+storwize_svc_volpool_name = pool1,pool2
 
 [oslo_messaging_notifications]
 driver = log
@@ -58,9 +72,23 @@ def run(size_text: str, keep: bool = False) -> int:
     workdir = tempfile.mkdtemp(prefix="volmigrate-demo-")
     conf_path = os.path.join(workdir, "volmigrate.conf")
     log_path = os.path.join(workdir, "volmigrate.log")
+    array_dir = os.path.join(workdir, "storwize-simulator")
+    password = os.urandom(8).hex()
+    simulator_args = ["simulator", "storwize", "--listen", "127.0.0.1:0", "--data-dir",
+                      array_dir, "--pools", "pool1,pool2", "--migrate-rate", str(DEMO_RATE),
+                      "--password", password]
+    console.print(f"[bold cyan]$ volmigrate {' '.join(simulator_args)} &[/]   [dim]# a "
+                  f"SIMULATED Storwize array (SSH on 127.0.0.1), not real hardware[/]")
+    simulator = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from volmigrate.cmd.main import main; "
+                               "sys.exit(main(sys.argv[1:]))", *simulator_args],
+        stdout=subprocess.PIPE, text=True)
+    ready = simulator.stdout.readline().strip()
+    console.print(ready)
     with open(conf_path, "w", encoding="utf-8") as f:
         f.write(CONFIG.format(state=os.path.join(workdir, "state"), host=DEMO_HOST,
-                              rate=DEMO_RATE, log=log_path))
+                              rate=DEMO_RATE, log=log_path, array_password=password,
+                              array_port=ready.rpartition(":")[2]))
 
     def step(text: str, *args: str, capture: bool = False) -> tuple[int, str]:
         console.print(f"\n[bold cyan]$ volmigrate --config-file {conf_path} "
@@ -102,6 +130,23 @@ def run(size_text: str, keep: bool = False) -> int:
         step("volumes, hidden ones included: no destination left behind", "list", "--all")
         step("the migration's last progress", "progress", volume["id"])
 
+        rc_array, _ = step("copy it onto the array's pool1 (a host copy with dd)", "migrate",
+                           volume["id"], f"{DEMO_HOST}@array#pool1", "--wait")
+        rc_pool, _ = step("pool1 -> pool2: the array moves it itself (migratevdisk), "
+                          "progress from lsmigrate", "migrate", volume["id"],
+                          f"{DEMO_HOST}@array#pool2", "--wait")
+        rc_show2, out = step("where it is now", "show", volume["id"], "--format", "json",
+                             capture=True)
+        on_array = json.loads(out)
+        console.print_json(out)
+        vdisk = f"volume-{on_array['name_id'] or on_array['id']}"
+        in_pool2 = _sha256(os.path.join(array_dir, "pool2", vdisk))
+        same = same and in_pool2 == before
+        console.print(f"sha256 of vdisk {vdisk} in pool2: {in_pool2}  "
+                      + ("[bold green]identical[/]" if in_pool2 == before
+                         else "[bold red]DIFFERENT[/]"))
+        step("how each migration was done", "flow", "list")
+
         console.print("\n[bold]Notifications sent[/] (oslo.messaging, driver = log):")
         with open(log_path, encoding="utf-8") as f:
             for line in f:
@@ -112,8 +157,11 @@ def run(size_text: str, keep: bool = False) -> int:
                                   f"{payload['bytes_copied']} of {payload['bytes_total']} "
                                   f"bytes, migration_status {payload['migration_status']}")
         console.print(f"\nService log: {log_path}")
-        return 0 if (rc == 0 and rc_show == 0 and same) else 1
+        return 0 if (rc == 0 and rc_array == 0 and rc_pool == 0 and rc_show == 0
+                     and rc_show2 == 0 and same) else 1
     finally:
+        simulator.terminate()
+        simulator.wait()
         if keep:
             console.print(f"Kept {workdir}")
         else:

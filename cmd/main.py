@@ -99,8 +99,9 @@ def add_command_parsers(subparsers) -> None:
     subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
                                           "process left, and wait until they end")
 
-    p = subparsers.add_parser("demo", help="run a real migration between two local backends "
-                                           "in a temporary directory and show it")
+    p = subparsers.add_parser("demo", help="run real migrations (local backends, then the "
+                                           "Storwize simulator) in a temporary directory "
+                                           "and show them")
     p.add_argument("--size", default="256M", help="volume size (default 256M)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
 
