@@ -384,6 +384,39 @@ def test_in_process_and_bad_options(tmp_path, capsys):
     assert simulator.parse_size("256MiB") == 256 * MiB
 
 
+def test_restart_makes_the_files_agree_with_the_state(tmp_path):
+    """A kill between the steps of a command or of a move's switch leaves nothing wrong."""
+    from volmigrate.drivers.simulators.storwize import MOVING_SUFFIX, Array
+    data_dir = str(tmp_path / "array")
+    array = Array(data_dir, ["pool1", "pool2"], 1024 * MiB, MiB, {})
+    array.run("svctask mkvdisk -name v1 -mdiskgrp pool1 -size 8 -unit mb")
+    array.run("svctask mkvdisk -name v2 -mdiskgrp pool1 -size 8 -unit mb")
+    array.run("svctask migratevdisk -mdiskgrp pool2 -vdisk v1")  # 1 MiB/s: still running
+    array.run("svctask migratevdisk -mdiskgrp pool2 -vdisk v2")
+    array.stop()
+    write_random(array.path("pool1", "v1"), [(0, 8 * MiB)])
+    before = sha256(array.path("pool1", "v1"))
+    # v1: killed after its complete copy was renamed into place, before the switch was saved.
+    os.replace(array.path("pool1", "v1"), array.path("pool2", "v1", MOVING_SUFFIX))
+    with open(array.path("pool1", "v1"), "wb") as f:
+        f.truncate(8 * MiB)  # the source, still there
+    os.rename(array.path("pool2", "v1", MOVING_SUFFIX), array.path("pool2", "v1"))
+    # v2: its copy lost; and a file no vdisk owns (a mkvdisk killed before its save).
+    os.unlink(array.path("pool2", "v2", MOVING_SUFFIX))
+    open(array.path("pool2", "stray"), "wb").close()
+
+    again = Array(data_dir, ["pool1", "pool2"], 1024 * MiB, 0, {})
+    assert again.run("svcinfo lsvdisk -delim ! v1").count("mdisk_grp_name!pool2") == 1
+    assert sha256(again.path("pool2", "v1")) == before
+    assert sorted(os.listdir(os.path.join(data_dir, "pool1"))) == ["v2"]
+    assert sorted(os.listdir(os.path.join(data_dir, "pool2"))) == ["v1", "v2" + MOVING_SUFFIX]
+    assert "migrate_source_vdisk_index 1\n" in again.run("svcinfo lsmigrate")
+    again.start_movers()  # no rate limit: at once
+    wait_for(lambda: again.run("svcinfo lsmigrate") == "")
+    assert sorted(os.listdir(os.path.join(data_dir, "pool2"))) == ["v1", "v2"]
+    again.stop()
+
+
 # -- the driver -----------------------------------------------------------------
 def make_driver(array, tmp_path, **overrides) -> StorwizeDriver:
     """The driver of backend section [svc], configured as the engine would."""
