@@ -145,3 +145,8 @@ class VolumeDriver(abc.ABC):
     def volume_pool(self, volume: dict) -> str:
         """The pool the volume's data is in now, as the backend sees it."""
         raise NotImplementedError(f"{type(self).__name__} cannot move volumes itself")
+
+    def moved_within_backend(self, volume: dict, pool: str) -> dict:
+        """Updates of the volume's record once the backend has moved it to `pool`
+        (such as a provider_location that names the pool)."""
+        return {}

@@ -431,6 +431,9 @@ class StorwizeDriver(base.VolumeDriver):
         capacity = int(vdisk["capacity"])
         return capacity * int(block.get("progress", "0")) // 100, capacity
 
+    def moved_within_backend(self, volume: dict, pool: str) -> dict:
+        return {"provider_location": f"{pool}/{self.vdisk_name(volume)}"}
+
     def volume_pool(self, volume: dict) -> str:
         vdisk = self._vdisk(volume)
         if vdisk is None:

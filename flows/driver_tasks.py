@@ -73,7 +73,8 @@ class StartDriverMove(task.Task):
             rt.tracker(migration_id).cleanup_problems.append(text)
             return
         if actual != pool_of(volume["host"]):
-            rt.db.update_volume(volume_id, {"host": with_pool(volume["host"], actual)})
+            updates = driver.moved_within_backend(volume_ref(volume), actual)
+            rt.db.update_volume(volume_id, dict(updates, host=with_pool(volume["host"], actual)))
             LOG.warning("Migration %s: volume %s is in pool %s after all; host updated",
                         migration_id, volume_id, actual)
 
@@ -136,5 +137,7 @@ class UpdateVolumeHost(task.Task):
 
     def execute(self, migration_id: str, volume_id: str, dest_host: str) -> None:
         rt = runtime.get()
-        rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_COMPLETING,
-                                        "host": dest_host})
+        volume, driver = _volume(rt, volume_id)
+        updates = driver.moved_within_backend(volume_ref(volume), pool_of(dest_host))
+        rt.db.update_volume(volume_id, dict(updates, host=dest_host,
+                                            migration_status=models.MIGRATION_COMPLETING))

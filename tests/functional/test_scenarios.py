@@ -78,9 +78,11 @@ def migrate_and_check(world, source: str, dest: str, case: str, force_host_copy=
     assert kinds[0] == "volume.migration.start" and kinds[-1] == "volume.migration.end"
     assert kinds.count("volume.migration.progress") >= 1
     assert "volume.migration.error" not in kinds
-    percents = [n["payload"]["percent"] for n in events
-                if n["event_type"] == "volume.migration.progress"]
-    assert percents == sorted(set(percents)) and percents[-1] == 100.0
+    progress = [n["payload"] for n in events if n["event_type"] == "volume.migration.progress"]
+    positions = [p["bytes_copied"] for p in progress]
+    assert positions == sorted(set(positions)) and positions[-1] == SIZE  # strictly rising
+    percents = [p["percent"] for p in progress]  # rounded: two reports may show 100.0
+    assert percents == sorted(percents) and percents[-1] == 100.0
 
     # Nothing left behind: one object, the volume's, on the destination only.
     assert [v["id"] for v in svc.list_volumes(include_hidden=True)] == [volume["id"]]
@@ -110,6 +112,7 @@ def test_storwize_pool_to_pool_is_moved_by_the_array(world):
     _, moved, percents = migrate_and_check(world, host("svc") + "#pool1",
                                            host("svc") + "#pool2", "driver-assisted")
     assert moved["name_id"] is None  # the same vdisk: the array moved it, we copied nothing
+    assert moved["provider_location"] == f"pool2/volume-{moved['id']}"
     assert world.array.vdisks() == {f"volume-{moved['id']}": "pool2"}
     # Progress came from the array while it moved (64M/s: about a second).
     assert len([p for p in percents if 0 < p < 100]) >= 2
