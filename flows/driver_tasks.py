@@ -21,8 +21,10 @@ from volmigrate.flows.volume_tasks import volume_ref
 
 LOG = logging.getLogger(__name__)
 
-# How often the wait asks the backend whether its move has ended.
-POLL_SECONDS = 0.5
+# How often the wait asks the backend whether its move has ended: soon at first
+# (a small volume moves in a moment), then less often, up to once a second.
+POLL_FIRST_SECONDS = 0.05
+POLL_MAX_SECONDS = 1.0
 # Backend errors tolerated in a row while waiting (the driver retries each call too).
 MAX_POLL_ERRORS = 5
 
@@ -97,7 +99,7 @@ class WaitForDriverMove(task.Task):
         try:
             if driver.get_volume_stats().get("migration_progress_report"):
                 tracker.copy_started(lambda: self._moved(driver, ref))
-            errors = 0
+            errors, delay = 0, POLL_FIRST_SECONDS
             while True:
                 try:
                     progress = driver.get_migration_progress(ref)
@@ -112,7 +114,8 @@ class WaitForDriverMove(task.Task):
                     progress = ()
                 if progress is None:
                     break
-                time.sleep(POLL_SECONDS)
+                time.sleep(delay)
+                delay = min(POLL_MAX_SECONDS, delay * 2)
             actual = driver.volume_pool(ref)
             if actual != pool_of(dest_host):
                 raise MigrationFailed(f"the backend's move ended with the volume in pool "
