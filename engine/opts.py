@@ -37,6 +37,13 @@ default_opts = [
                     "unlimited."),
     cfg.StrOpt("volume_dd_blocksize", default="1M",
                help="Block size of the copy (dd bs=), from 512 to 64M, e.g. 1M or 4M."),
+    cfg.StrOpt("copy_method", default="auto", choices=[
+        ("auto", "kernel where both ends are local paths, else file I/O"),
+        ("dd", "dd, as the spec describes (progress from /proc/<pid>/fdinfo/1)"),
+        ("kernel", "an in-kernel copy (sendfile) that skips the holes of file-backed "
+                   "sources where the destination reads zeros")],
+               help="How a copy between two local paths is done; a side that gives only "
+                    "a file-like object is always copied with file I/O."),
     cfg.StrOpt("internal_project_id", default="volmigrate-internal",
                help="Project owning the hidden destination volumes of running "
                     "migrations; its volumes are left out of listings unless asked for."),

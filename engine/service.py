@@ -114,6 +114,7 @@ class MigrationService:
             dd_blocksize=blocksize,
             hidden_project=self.conf.internal_project_id,
             checkpoint_bytes=parse_size(self.conf.migration_checkpoint_size),
+            copy_method=self.conf.copy_method,
         )
         self.identity = ownership.identity()  # this process, even after a fork
         self.tf_backend = self._open_flow_persistence()

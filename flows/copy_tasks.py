@@ -9,7 +9,7 @@ from volmigrate.db import models
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS
 from volmigrate.flows import constants as c
 from volmigrate.flows import reporting, runtime
-from volmigrate.flows.copying import DdCopy, FileCopy
+from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy
 from volmigrate.flows.exceptions import MigrationFailed
 from volmigrate.flows.volume_tasks import volume_ref
 
@@ -55,9 +55,11 @@ class CopyVolumeData(task.Task):
             }
             if (source_connection["access"] in LOCAL_PATH_ACCESS
                     and dest_connection["access"] in LOCAL_PATH_ACCESS):
-                copier = DdCopy(source_connection["path"], dest_connection["path"],
+                method = KernelCopy if settings.copy_method in ("auto", "kernel") else DdCopy
+                copier = method(source_connection["path"], dest_connection["path"],
                                 volume_size, settings.dd_blocksize, settings.bps_limit,
                                 tracker.abort_event, **kwargs)
+                LOG.info("Migration %s: copying with %s", migration_id, method.__name__)
                 tracker.copy_started(copier.position)
                 written = copier.run()
             else:

@@ -27,6 +27,7 @@ class Settings:
     dd_blocksize: int
     hidden_project: str
     checkpoint_bytes: int
+    copy_method: str = "auto"
 
 
 class Tracker:

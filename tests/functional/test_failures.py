@@ -52,28 +52,36 @@ def test_driver_failure(make_service, tmp_path, side, operation, reason):
     assert f"injected failure of {operation}" in migration["error"]
 
 
+# What each copy method says when it fails (copy_method = dd, or kernel).
+COPY_FAILURES = {"dd": "dd exited with status 1", "kernel": "kernel copy failed at byte"}
+OPEN_FAILURES = {"dd": "dd exited with status 1", "kernel": "cannot open"}
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs needs root")
-def test_dd_fails_when_the_destination_is_full(make_service, tmp_path):
+@pytest.mark.parametrize("method", ["dd", "kernel"])
+def test_copy_fails_when_the_destination_is_full(make_service, tmp_path, method):
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(small)], check=True)
     try:
-        svc = make_service(backends={"a": {}, "b": {"local_volume_dir": str(small)}})
+        svc = make_service(backends={"a": {}, "b": {"local_volume_dir": str(small)}},
+                           copy_method=method)
         volume = svc.create_volume(SIZE, host("a"))
         before = fill_random(volume["provider_location"], SIZE)
         response = svc.migrate_volume(volume["id"], host("b"), lock_volume=True)
         migration = svc.wait(response.migration_id, 60)
-        assert "dd exited with status 1" in migration["error"]
+        assert COPY_FAILURES[method] in migration["error"]
         assert "No space left on device" in migration["error"]
         assert os.listdir(small) == []
-        _assert_clean_failure(svc, tmp_path, volume, before, response, "dd exited")
+        _assert_clean_failure(svc, tmp_path, volume, before, response, COPY_FAILURES[method])
     finally:
         svc.stop()
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_dd_fails_when_the_destination_cannot_be_opened(make_service, tmp_path):
-    svc = make_service()
+@pytest.mark.parametrize("method", ["dd", "kernel"])
+def test_copy_fails_when_the_destination_cannot_be_opened(make_service, tmp_path, method):
+    svc = make_service(copy_method=method)
     volume = svc.create_volume(SIZE, host("a"))
     before = fill_random(volume["provider_location"], SIZE)
     # The destination connection names a directory: dd cannot write it.
@@ -86,4 +94,4 @@ def test_dd_fails_when_the_destination_cannot_be_opened(make_service, tmp_path):
 
     svc.drivers["b"].connect_volume = connect_to_a_directory
     response = svc.migrate_volume(volume["id"], host("b"))
-    _assert_clean_failure(svc, tmp_path, volume, before, response, "dd exited with status 1")
+    _assert_clean_failure(svc, tmp_path, volume, before, response, OPEN_FAILURES[method])

@@ -1,0 +1,163 @@
+"""Each copy method against each kind of source and destination it claims.
+
+Sources have holes at the start, in the middle and at the end, and a size
+that is not a whole number of blocks; the copies must be byte-identical, no
+more allocated than the source, report a rising position that ends at the
+size, and resume from a checkpoint inside a hole or inside a data extent.
+"""
+
+import hashlib
+import os
+import subprocess
+import threading
+
+import pytest
+
+from vmtest import HAS_LOOP, MiB
+from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy, data_extents
+
+BLOCK = MiB
+SIZE = 16 * MiB + 512  # the last block is partial
+EXTENTS = [(3 * MiB, 2 * MiB), (8 * MiB + 4096, 3 * MiB), (13 * MiB, 1 * MiB + 512 - 512)]
+# holes: [0, 3M) at the start, [5M, 8M+4K) and [11M+4K, 13M) in the middle, [14M, end)
+
+
+def sha256(path: str, size: int = SIZE) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read(size)).hexdigest()
+
+
+def make_source(tmp_path, extents=EXTENTS) -> str:
+    path = str(tmp_path / "source")
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+        for offset, length in extents:
+            f.seek(offset)
+            f.write(os.urandom(length))
+    return path
+
+
+def make_dest(tmp_path, name="dest") -> str:
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+    return path
+
+
+def allocated(path: str) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.fixture
+def loop_dest(tmp_path):
+    if not HAS_LOOP:
+        pytest.skip("loop devices need root and /dev/loop-control")
+    backing = make_dest(tmp_path, "loop-backing")
+    device = subprocess.run(["losetup", "--find", "--show", backing], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    yield device, backing
+    subprocess.run(["losetup", "--detach", device], check=True)
+
+
+def run_copy(method, source, dest, **kwargs):
+    kwargs.setdefault("checkpoint_bytes", 4 * MiB)
+    durable = []
+    if method is FileCopy:
+        with open(source, "rb") as src, open(dest, "r+b") as dst:
+            copier = FileCopy(src, dst, SIZE, BLOCK, kwargs.pop("bps_limit", 0),
+                              threading.Event(), on_checkpoint=durable.append, **kwargs)
+            return copier, copier.run(), durable
+    copier = method(source, dest, SIZE, BLOCK, kwargs.pop("bps_limit", 0), threading.Event(),
+                    on_checkpoint=durable.append, **kwargs)
+    return copier, copier.run(), durable
+
+
+METHODS = [DdCopy, KernelCopy, FileCopy]
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_sparse_file_to_sparse_file(tmp_path, method):
+    source, dest = make_source(tmp_path), make_dest(tmp_path)
+    _, written, durable = run_copy(method, source, dest)
+    assert sha256(dest) == sha256(source)
+    assert os.path.getsize(dest) == SIZE
+    assert allocated(dest) <= allocated(source)
+    assert written == SIZE and durable[-1] == SIZE and durable == sorted(durable)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_dense_file(tmp_path, method):
+    source = make_source(tmp_path, [(0, SIZE)])
+    dest = make_dest(tmp_path)
+    run_copy(method, source, dest)
+    assert sha256(dest) == sha256(source)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_to_a_loop_block_device_that_holds_old_data(tmp_path, loop_dest, method):
+    device, backing = loop_dest
+    with open(backing, "r+b") as f:  # stale data: the holes must be written as zeros
+        f.write(os.urandom(SIZE))
+    source = make_source(tmp_path)
+    run_copy(method, source, device, sparse=False)
+    assert sha256(backing) == sha256(source)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_progress_rises_to_the_size(tmp_path, method):
+    source, dest = make_source(tmp_path), make_dest(tmp_path)
+    seen = []
+    copier_box = {}
+
+    def sample():
+        while "done" not in copier_box:
+            copier = copier_box.get("copier")
+            if copier is not None:
+                seen.append(copier.position())
+            threading.Event().wait(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    event = threading.Event()
+    try:
+        if method is FileCopy:
+            with open(source, "rb") as src, open(dest, "r+b") as dst:
+                copier = copier_box["copier"] = FileCopy(src, dst, SIZE, BLOCK, 32 * MiB, event)
+                copier.run()
+        else:
+            copier = copier_box["copier"] = method(source, dest, SIZE, BLOCK, 32 * MiB, event)
+            copier.run()
+    finally:
+        copier_box["done"] = True
+        sampler.join()
+    seen.append(copier.position())
+    assert seen == sorted(seen), "the position went back"
+    assert len(set(seen)) >= 4  # it moved while it ran (32 MiB/s: about half a second)
+    assert seen[-1] == SIZE
+
+
+@pytest.mark.parametrize("where", ["hole", "extent"])
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_resume_from_a_checkpoint(tmp_path, method, where):
+    source, dest = make_source(tmp_path), make_dest(tmp_path)
+    start = 6 * MiB if where == "hole" else 9 * MiB  # inside [5M, 8M+4K) / [8M+4K, 11M+4K)
+    with open(source, "rb") as src, open(dest, "r+b") as dst:
+        # What the interrupted run made durable, and some of what it wrote after its
+        # last checkpoint (the source's own bytes, not recorded as done).
+        dst.write(src.read(start + MiB // 2))
+    run_copy(method, source, dest, start=start)
+    assert sha256(dest) == sha256(source)
+
+
+def test_data_extents_follow_the_file_system(tmp_path):
+    source = make_source(tmp_path)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        found = list(data_extents(fd, 0, SIZE))
+    finally:
+        os.close(fd)
+    covered = sum(length for _, length in found)
+    data = sum(length for _, length in EXTENTS)
+    assert data <= covered <= data + len(EXTENTS) * 2 * 4096  # file-system block rounding
+    for offset, length in EXTENTS:
+        assert any(o <= offset and offset + length <= o + n for o, n in found)
