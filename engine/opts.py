@@ -44,6 +44,12 @@ default_opts = [
                    "sources where the destination reads zeros")],
                help="How a copy between two local paths is done; a side that gives only "
                     "a file-like object is always copied with file I/O."),
+    cfg.StrOpt("migration_verify", default="none", choices=[
+        ("none", "trust the copy (it is made durable before the source is deleted)"),
+        ("checksum", "read both sides back and compare XXH3-128 digests before the "
+                     "source is deleted; a mismatch fails the migration and keeps the "
+                     "source")],
+               help="Whether a host copy is checked before the source is deleted."),
     cfg.StrOpt("internal_project_id", default="volmigrate-internal",
                help="Project owning the hidden destination volumes of running "
                     "migrations; its volumes are left out of listings unless asked for."),

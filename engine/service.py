@@ -115,6 +115,7 @@ class MigrationService:
             hidden_project=self.conf.internal_project_id,
             checkpoint_bytes=parse_size(self.conf.migration_checkpoint_size),
             copy_method=self.conf.copy_method,
+            verify=self.conf.migration_verify,
         )
         self.identity = ownership.identity()  # this process, even after a fork
         self.tf_backend = self._open_flow_persistence()

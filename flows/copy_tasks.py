@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
+
 from oslo_log import log as logging
 from taskflow import task
 
 from volmigrate.db import models
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS
 from volmigrate.flows import constants as c
-from volmigrate.flows import reporting, runtime
+from volmigrate.flows import reporting, runtime, verifying
 from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy
 from volmigrate.flows.exceptions import MigrationFailed
 from volmigrate.flows.volume_tasks import volume_ref
 
 LOG = logging.getLogger(__name__)
+
+
+def _regular_fd(handle) -> int | None:
+    """The descriptor of a regular file (whose holes can be asked), else None."""
+    try:
+        fd = handle.fileno()
+    except (OSError, ValueError):
+        return None
+    return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
 class CopyVolumeData(task.Task):
@@ -71,10 +84,37 @@ class CopyVolumeData(task.Task):
                     written = copier.run()
             LOG.info("Migration %s: the copy wrote %d bytes (from byte %d of %d)",
                      migration_id, written, start, volume_size)
+            if settings.verify == "checksum":
+                self._verify(rt, tracker, migration_id, volume_id, dest_volume_id,
+                             volume_size, source_connection, dest_connection)
             succeeded = True
             return written
         finally:
             tracker.copy_finished(succeeded)
+
+    def _verify(self, rt, tracker, migration_id: str, volume_id: str, dest_volume_id: str,
+                size: int, source_connection: dict, dest_connection: dict) -> None:
+        """Compare both sides' digests; a mismatch fails the migration, keeping the source."""
+        started = time.monotonic()
+        with self._open(rt, volume_id, source_connection, False) as src, \
+                self._open(rt, dest_volume_id, dest_connection, False) as dst:
+            try:
+                verifying.drop_cache(dst.fileno())
+            except (OSError, ValueError):
+                pass  # a file-like object: its flush() was the sync
+            fds = [_regular_fd(src), _regular_fd(dst)]
+            regions = verifying.regions_to_check(fds[0], fds[1], size)
+            reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
+            source_digest = verifying.digest(src, regions, tracker.abort_event, reason)
+            dest_digest = verifying.digest(dst, regions, tracker.abort_event, reason)
+        checked = sum(length for _, length in regions)
+        if source_digest != dest_digest:
+            raise MigrationFailed(
+                f"verification failed: the copy differs from the source (XXH3-128 "
+                f"{source_digest} at the source, {dest_digest} at the destination); the "
+                f"source is kept")
+        LOG.info("Migration %s: verified %d bytes in %.2f s (XXH3-128 %s)", migration_id,
+                 checked, time.monotonic() - started, source_digest)
 
     @staticmethod
     def _check_connection(rt, volume_id: str, connection: dict) -> None:

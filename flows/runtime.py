@@ -28,6 +28,7 @@ class Settings:
     hidden_project: str
     checkpoint_bytes: int
     copy_method: str = "auto"
+    verify: str = "none"
 
 
 class Tracker:

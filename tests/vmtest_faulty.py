@@ -13,6 +13,9 @@ class FaultyLocalDriver(LocalDriver):
     options = local_opts + [
         cfg.ListOpt("fail_on", default=[],
                     help="operations that raise: create, connect, delete, disconnect"),
+        cfg.IntOpt("flip_byte_at", default=-1,
+                   help="a writable file-like connection stores this byte inverted: a "
+                        "disk that corrupts one byte (local_access = stream only)"),
     ]
 
     def _maybe_fail(self, operation: str) -> None:
@@ -31,6 +34,35 @@ class FaultyLocalDriver(LocalDriver):
         self._maybe_fail("delete")
         return super().delete_volume(volume)
 
+    def open_connection(self, connection, writable):
+        handle = super().open_connection(connection, writable)
+        if writable and self.configuration.flip_byte_at >= 0:
+            return _FlippingWriter(handle, self.configuration.flip_byte_at)
+        return handle
+
     def disconnect_volume(self, volume, connection):
         self._maybe_fail("disconnect")
         return super().disconnect_volume(volume, connection)
+
+
+class _FlippingWriter:
+    """A file whose writes store one byte inverted, as a failing disk would."""
+
+    def __init__(self, handle, offset: int) -> None:
+        self._handle, self._offset = handle, offset
+
+    def write(self, data) -> int:
+        data = bytearray(data)
+        position = self._handle.tell()
+        if position <= self._offset < position + len(data):
+            data[self._offset - position] ^= 0xFF
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()

@@ -161,3 +161,46 @@ def test_data_extents_follow_the_file_system(tmp_path):
     assert data <= covered <= data + len(EXTENTS) * 2 * 4096  # file-system block rounding
     for offset, length in EXTENTS:
         assert any(o <= offset and offset + length <= o + n for o, n in found)
+
+
+# -- verification (migration_verify = checksum) ----------------------------------
+def test_checksum_verification_passes_a_good_copy(make_service, tmp_path):
+    from vmtest import fill_random, host, sha256_of
+    svc = make_service(migration_verify="checksum")
+    volume = svc.create_volume(24 * MiB, host("a"))
+    before = fill_random(volume["provider_location"], 24 * MiB)
+    migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
+    assert migration["state"] == "success", migration["error"]
+    assert sha256_of(svc.get_volume(volume["id"])["provider_location"]) == before
+
+
+def test_checksum_verification_catches_a_corrupting_destination(make_service, tmp_path):
+    from vmtest import fill_random, host, notifications, sha256_of
+    svc = make_service(migration_verify="checksum", backends={
+        "a": {}, "b": {"volume_driver": "vmtest_faulty:FaultyLocalDriver",
+                       "local_access": "stream", "flip_byte_at": str(5 * MiB + 7)}})
+    volume = svc.create_volume(24 * MiB, host("a"))
+    before = fill_random(volume["provider_location"], 24 * MiB)
+    migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
+    assert migration["state"] == "error"
+    assert "verification failed: the copy differs from the source" in migration["error"]
+    assert "the source is kept" in migration["error"]
+    after = svc.get_volume(volume["id"])
+    assert after["host"] == volume["host"] and after["migration_status"] == "error"
+    assert sha256_of(after["provider_location"]) == before
+    assert [v["id"] for v in svc.list_volumes(include_hidden=True)] == [volume["id"]]
+    assert os.listdir(tmp_path / "state" / "volumes" / "b") == []  # destination removed
+    assert len(notifications("volume.migration.error")) == 1
+
+
+def test_without_verification_the_corruption_goes_through(make_service, tmp_path):
+    """The control case: the flipped byte is real, and only the check catches it."""
+    from vmtest import fill_random, host, sha256_of
+    svc = make_service(backends={
+        "a": {}, "b": {"volume_driver": "vmtest_faulty:FaultyLocalDriver",
+                       "local_access": "stream", "flip_byte_at": str(5 * MiB + 7)}})
+    volume = svc.create_volume(24 * MiB, host("a"))
+    before = fill_random(volume["provider_location"], 24 * MiB)
+    migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
+    assert migration["state"] == "success"
+    assert sha256_of(svc.get_volume(volume["id"])["provider_location"]) != before
