@@ -1,0 +1,343 @@
+"""The benchmark suite: every figure as a ratio against a baseline run in the same go.
+
+    .venv/bin/python benchmarks/run.py [--quick]
+
+Prints a table and writes benchmarks/results.json (name, ours, baseline, ratio,
+target, pass). Each ratio is taken against its baseline measured in this run,
+alternating ours and the baseline, medians of at least 3 rounds. Every timed
+copy, ours and the baselines', ends durable (fdatasync), so the page cache
+flatters neither side. `--quick` uses smaller sizes (under 3 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import bench_recovery  # noqa: E402
+from bench_setup import service, write_config  # noqa: E402
+from volmigrate.engine import inspection  # noqa: E402
+from volmigrate.flows.copying import DdCopy, KernelCopy  # noqa: E402
+
+MiB = 1 << 20
+GiB = 1 << 30
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class _LockedCounter(logging.Handler):
+    """Counts log records (with their tracebacks) that say "database is locked"."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + (self.format(record) if record.exc_info else "")
+        self.count += text.count("database is locked")
+
+
+LOCKED = _LockedCounter()
+logging.getLogger().addHandler(LOCKED)
+logging.getLogger().setLevel(logging.DEBUG)
+
+
+class Row(dict):
+    def __init__(self, name, ours, baseline, unit, ratio, target, passed, note=""):
+        super().__init__(name=name, ours=ours, baseline=baseline, unit=unit, ratio=ratio,
+                         target=target, passed=passed, note=note)
+
+
+def fill_random(path: str, size: int, offset: int = 0) -> None:
+    subprocess.run(["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={size // MiB}",
+                    f"seek={offset // MiB}", "conv=notrunc", "status=none"], check=True)
+
+
+def timed_dd(src: str, dst: str, conv: str = "fdatasync") -> float:
+    if os.path.exists(dst):
+        os.unlink(dst)
+    start = time.monotonic()
+    subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", f"conv={conv}", "status=none"],
+                   check=True)
+    elapsed = time.monotonic() - start
+    os.unlink(dst)
+    return elapsed
+
+
+def allocated(path: str) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+class Bench:
+    def __init__(self, work: str, quick: bool, rounds: int) -> None:
+        self.work, self.quick, self.rounds = work, quick, rounds
+        self.count = 0
+
+    def service(self, **options):
+        """A started service with two local backends in a fresh state directory."""
+        self.count += 1
+        folder = os.path.join(self.work, f"s{self.count}")
+        os.makedirs(folder)
+        options.setdefault("migration_progress_report_interval", 1)
+        svc = service(write_config(folder, **options))
+        svc.start(recover=False)
+        return svc
+
+    @staticmethod
+    def copy_seconds(svc, migration_id: str) -> float:
+        """How long the migration's copy-data atom ran (its saved state timestamps)."""
+        shown = inspection.show_flow(svc.db, svc.tf_backend, migration_id)
+        atom = next(a for a in shown["atoms"] if a["name"] == "copy-data")
+        stamps = atom["timestamps"]
+        return float(stamps["SUCCESS"]) - float(stamps["RUNNING"])
+
+    @staticmethod
+    def migrate(svc, volume_id: str) -> tuple[float, dict]:
+        """Move the volume to the other backend; (wall time, migration row)."""
+        volume = svc.get_volume(volume_id)
+        dest = "bench@b" if "@a" in volume["host"] else "bench@a"
+        start = time.monotonic()
+        migration = svc.wait(svc.migrate_volume(volume_id, dest).migration_id)
+        elapsed = time.monotonic() - start
+        if migration["state"] != "success":
+            raise RuntimeError(f"migration failed: {migration['error']}")
+        return elapsed, migration
+
+    # -- the benchmarks ------------------------------------------------------------
+    def dense(self) -> list[Row]:
+        size = 256 * MiB if self.quick else GiB
+        svc = self.service()
+        volume = svc.create_volume(size, "bench@a")
+        fill_random(volume["provider_location"], size)
+        ours, walls, dd = [], [], []
+        for _ in range(self.rounds):
+            dd.append(timed_dd(svc.get_volume(volume["id"])["provider_location"],
+                               os.path.join(self.work, "dd-copy")))
+            wall, migration = self.migrate(svc, volume["id"])
+            walls.append(wall)
+            ours.append(self.copy_seconds(svc, migration["id"]))
+        svc.stop()
+        o, b = statistics.median(ours), statistics.median(dd)
+        return [Row(f"dense {size // MiB} MiB: copy / dd bs=1M conv=fdatasync", o, b, "s",
+                    o / b, "<= 1.05", o / b <= 1.05,
+                    f"whole migration {statistics.median(walls):.3f} s")]
+
+    def thin(self) -> list[Row]:
+        size = 2 * GiB if self.quick else 8 * GiB
+        svc = self.service()
+        volume = svc.create_volume(size, "bench@a")
+        path = volume["provider_location"]
+        step = 50  # 2% of the 1 MiB extents, scattered evenly
+        extents = range(0, size // MiB, step)
+        with open(path, "r+b") as f:
+            for index in extents:
+                f.seek(index * MiB)
+                f.write(os.urandom(MiB))
+            os.fsync(f.fileno())
+        dense = os.path.join(self.work, "thin-dense")
+        fill_random(dense, len(extents) * MiB)
+        ours, dd_sparse, limit = [], [], []
+        dest_alloc = 0
+        for _ in range(self.rounds):
+            source = svc.get_volume(volume["id"])["provider_location"]
+            dd_sparse.append(timed_dd(source, os.path.join(self.work, "dd-copy"),
+                                      "sparse,fdatasync"))
+            limit.append(timed_dd(dense, os.path.join(self.work, "dd-copy")))
+            source_alloc = allocated(source)
+            ours.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
+            dest_alloc = allocated(svc.get_volume(volume["id"])["provider_location"])
+        svc.stop()
+        o = statistics.median(ours)
+        s, lim = statistics.median(dd_sparse), statistics.median(limit)
+        name = f"thin {size // GiB} GiB, 2% allocated"
+        return [
+            Row(f"{name}: dd conv=sparse / our copy (speed-up)", o, s, "s", s / o, ">= 2",
+                s / o >= 2),
+            Row(f"{name}: our copy / dd of the allocated bytes (limit)", o, lim, "s",
+                o / lim, "<= 1.5", o / lim <= 1.5),
+            Row(f"{name}: allocated at the destination / at the source", dest_alloc,
+                source_alloc, "bytes", dest_alloc / source_alloc, "<= 1.0",
+                dest_alloc <= source_alloc),
+        ]
+
+    def overhead(self) -> list[Row]:
+        count = 20 if self.quick else 50
+        svc = self.service()
+        volume = svc.create_volume(MiB, "bench@a")
+        fill_random(volume["provider_location"], MiB)
+        walls = [self.migrate(svc, volume["id"])[0] for _ in range(count)]
+        svc.stop()
+        copies = []
+        src, dst = os.path.join(self.work, "one"), os.path.join(self.work, "one-copy")
+        fill_random(src, MiB)
+        for _ in range(count):
+            with open(dst, "wb") as f:
+                f.truncate(MiB)
+            start = time.monotonic()
+            KernelCopy(src, dst, MiB, MiB, 0, threading.Event()).run()
+            copies.append(time.monotonic() - start)
+        wall, copy = statistics.median(walls), statistics.median(copies)
+        over = (wall - copy) * 1000
+        return [Row(f"overhead of a 1 MiB migration (median of {count}), ms", over,
+                    copy * 1000, "ms", over / 100, "<= 100 ms", over <= 100,
+                    "baseline column: the copy alone")]
+
+    def concurrency(self) -> list[Row]:
+        size = 32 * MiB if self.quick else 64 * MiB
+        levels = (1, 4, 16) if self.quick else (1, 4, 16, 32)
+        svc = self.service()
+        seed = os.path.join(self.work, "seed")
+        fill_random(seed, size)
+        rows, single = [], None
+        for level in levels:
+            volumes = []
+            for _ in range(level):
+                volume = svc.create_volume(size, "bench@a")
+                with open(seed, "rb") as s, open(volume["provider_location"], "r+b") as d:
+                    os.copy_file_range(s.fileno(), d.fileno(), size)
+                volumes.append(volume["id"])
+            start = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(level) as pool:
+                responses = list(pool.map(lambda v: svc.migrate_volume(v, "bench@b"), volumes))
+            ended = [svc.wait(r.migration_id) for r in responses if r.accepted]
+            wall = time.monotonic() - start
+            failures = level - sum(1 for m in ended if m["state"] == "success")
+            rate = level * size / wall / MiB
+            single = single or rate
+            for v in volumes:
+                svc.delete_volume(v)
+            rows.append((level, rate, failures))
+        svc.stop()
+        locked = LOCKED.count
+        out = []
+        for level, rate, failures in rows:
+            ok = failures == 0 and locked == 0 and rate >= single * 0.999
+            out.append(Row(f"{level} concurrent migrations of {size // MiB} MiB: aggregate / "
+                           f"single stream", rate, single, "MiB/s", rate / single, ">= 1, no "
+                           f"failures", ok, f"failures {failures}, 'database is locked' "
+                           f"{locked}"))
+        return out
+
+    def monitor(self) -> list[Row]:
+        size = 256 * MiB if self.quick else GiB
+        on = self.service(migration_progress_report_interval=0.1)
+        on_volume = on.create_volume(size, "bench@a")
+        fill_random(on_volume["provider_location"], size)
+        on.stop()
+        off = self.service(migration_progress_report_interval=3600)
+        off_volume = off.create_volume(size, "bench@a")
+        fill_random(off_volume["provider_location"], size)
+        off.stop()
+        with_monitor, without = [], []
+        for _ in range(self.rounds):
+            for svc, volume, times in ((off, off_volume, without), (on, on_volume, with_monitor)):
+                svc.start(recover=False)
+                times.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
+                svc.stop()
+        o, b = statistics.median(with_monitor), statistics.median(without)
+        return [Row(f"{size // MiB} MiB copy with the monitor at 0.1 s / monitor idle", o, b, "s",
+                    o / b, "<= 1.02", o / b <= 1.02)]
+
+    def resume(self) -> list[Row]:
+        size = 256 * MiB if self.quick else GiB
+        checkpoint = "64M" if self.quick else "256M"
+        folder = os.path.join(self.work, "resume")
+        os.makedirs(folder)
+        r = bench_recovery.measure(size, checkpoint, folder)
+        bound = r["remaining"] + r["checkpoint"]
+        return [Row(f"resume after kill -9 at 50% of {size // MiB} MiB: re-written / "
+                    f"remaining", r["rewritten"], r["remaining"], "bytes",
+                    r["rewritten"] / r["remaining"], f"<= remaining + {checkpoint}",
+                    r["rewritten"] <= bound and r["identical"],
+                    f"bound {bound / r['remaining']:.3f}, data identical {r['identical']}")]
+
+    def throttle(self) -> list[Row]:
+        size = 64 * MiB if self.quick else 128 * MiB
+        limit = 64 * MiB
+        src, dst = os.path.join(self.work, "throttle"), os.path.join(self.work, "throttle-copy")
+        fill_random(src, size)
+        rows = []
+        for method in (KernelCopy, DdCopy):
+            rates = []
+            for _ in range(self.rounds):
+                with open(dst, "wb") as f:
+                    f.truncate(size)
+                start = time.monotonic()
+                method(src, dst, size, MiB, limit, threading.Event(),
+                       checkpoint_bytes=256 * MiB).run()
+                rates.append(size / (time.monotonic() - start))
+            rate = statistics.median(rates)
+            rows.append(Row(f"throttle {method.__name__} at 64 MiB/s: achieved / limit",
+                            rate / MiB, limit / MiB, "MiB/s", rate / limit, "0.9 - 1.1",
+                            0.9 <= rate / limit <= 1.1))
+        return rows
+
+    def verify(self) -> list[Row]:
+        size = 256 * MiB if self.quick else GiB
+        checked = self.service(migration_verify="checksum")
+        checked_volume = checked.create_volume(size, "bench@a")
+        fill_random(checked_volume["provider_location"], size)
+        checked.stop()
+        plain = self.service()
+        plain_volume = plain.create_volume(size, "bench@a")
+        fill_random(plain_volume["provider_location"], size)
+        plain.stop()
+        with_check, without = [], []
+        for _ in range(self.rounds):
+            for svc, volume, times in ((plain, plain_volume, without),
+                                       (checked, checked_volume, with_check)):
+                svc.start(recover=False)
+                times.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
+                svc.stop()
+        o, b = statistics.median(with_check), statistics.median(without)
+        return [Row(f"{size // MiB} MiB copy with migration_verify = checksum / none", o, b, "s",
+                    o / b, "(cost, no target)", None)]
+
+
+BENCHMARKS = ["dense", "thin", "overhead", "concurrency", "monitor", "resume", "throttle",
+              "verify"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 3 minutes")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
+    parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    args = parser.parse_args()
+    rows: list[Row] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
+        bench = Bench(work, args.quick, max(3, args.rounds))
+        for name in args.only or BENCHMARKS:
+            t = time.monotonic()
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            rows += getattr(bench, name)()
+            print(f"  {name}: {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
+    machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
+               "python": platform.python_version(), "quick": args.quick,
+               "seconds": round(time.monotonic() - started, 1)}
+    with open(args.output, "w", encoding="utf-8") as f:
+        json.dump({"machine": machine, "results": rows}, f, indent=1)
+    print(f"{'benchmark':<72} {'ours':>10} {'baseline':>10} {'ratio':>7}  {'target':<18} pass")
+    for row in rows:
+        verdict = {True: "yes", False: "NO", None: "-"}[row["passed"]]
+        print(f"{row['name']:<72} {row['ours']:>10.3f} {row['baseline']:>10.3f} "
+              f"{row['ratio']:>7.3f}  {row['target']:<18} {verdict}  {row['note']}")
+    print(f"({machine['seconds']} s; results in {args.output})")
+
+
+if __name__ == "__main__":
+    main()
