@@ -18,7 +18,7 @@ from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy, data_extents
 
 BLOCK = MiB
 SIZE = 16 * MiB + 512  # the last block is partial
-EXTENTS = [(3 * MiB, 2 * MiB), (8 * MiB + 4096, 3 * MiB), (13 * MiB, 1 * MiB + 512 - 512)]
+EXTENTS = [(3 * MiB, 2 * MiB), (8 * MiB + 4096, 3 * MiB), (13 * MiB, 1 * MiB)]
 # holes: [0, 3M) at the start, [5M, 8M+4K) and [11M+4K, 13M) in the middle, [14M, end)
 
 
@@ -83,6 +83,16 @@ def test_sparse_file_to_sparse_file(tmp_path, method):
     assert os.path.getsize(dest) == SIZE
     assert allocated(dest) <= allocated(source)
     assert written == SIZE and durable[-1] == SIZE and durable == sorted(durable)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+def test_data_up_to_the_last_partial_block(tmp_path, method):
+    """No hole at the end: the last extent ends with the volume, inside a partial block."""
+    source = make_source(tmp_path, [(2 * MiB, MiB), (SIZE - MiB - 512, MiB + 512)])
+    dest = make_dest(tmp_path)
+    run_copy(method, source, dest)
+    assert sha256(dest) == sha256(source)
+    assert allocated(dest) <= allocated(source)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
