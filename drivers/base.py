@@ -99,7 +99,9 @@ class VolumeDriver(abc.ABC):
 
         Returns a connection dict with ``access`` one of ``path``/``block``
         (and ``path``: a local file or device dd can open) or ``stream``
-        (the data is reachable only through :meth:`open_connection`).
+        (the data is reachable only through :meth:`open_connection`). A block
+        connection over a file may name it as ``backing_file``: the copy then
+        asks that file where the holes are and skips them.
         """
 
     def connection_valid(self, volume: dict, connection: dict) -> bool:

@@ -69,6 +69,8 @@ class CopyVolumeData(task.Task):
             if (source_connection["access"] in LOCAL_PATH_ACCESS
                     and dest_connection["access"] in LOCAL_PATH_ACCESS):
                 method = KernelCopy if settings.copy_method in ("auto", "kernel") else DdCopy
+                if method is KernelCopy:
+                    kwargs["hole_map"] = source_connection.get("backing_file")
                 copier = method(source_connection["path"], dest_connection["path"],
                                 volume_size, settings.dd_blocksize, settings.bps_limit,
                                 tracker.abort_event, **kwargs)

@@ -306,9 +306,13 @@ class KernelCopy(_Copy):
     """
 
     def __init__(self, source: str, dest: str, size: int, block_size: int, bps_limit: int,
-                 abort_event: threading.Event, **kwargs) -> None:
+                 abort_event: threading.Event, *, hole_map: str | None = None,
+                 **kwargs) -> None:
         super().__init__(size, block_size, bps_limit, abort_event, **kwargs)
         self.source, self.dest = source, dest
+        # A file laid out like the source (a loop device's backing file): asked
+        # for holes where the source itself, a block device, cannot tell.
+        self.hole_map = hole_map
         self._pos = self.start
 
     def position(self) -> int:
@@ -316,10 +320,21 @@ class KernelCopy(_Copy):
 
     def _regions(self, src: int):
         """What to write: data extents only where the destination reads zeros."""
-        if self.sparse:
-            yield from data_extents(src, self.start, self.size)
-        else:
+        if not self.sparse:
             yield self.start, self.size - self.start
+            return
+        if self.hole_map is None:
+            yield from data_extents(src, self.start, self.size)
+            return
+        try:
+            mapped = os.open(self.hole_map, os.O_RDONLY)
+        except OSError:  # gone: copy it all rather than guess
+            yield self.start, self.size - self.start
+            return
+        try:
+            yield from data_extents(mapped, self.start, self.size)
+        finally:
+            os.close(mapped)
 
     def run(self) -> int:
         schedule = RateSchedule(self.bps_limit, self.abort_event)

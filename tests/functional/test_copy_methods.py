@@ -214,3 +214,22 @@ def test_without_verification_the_corruption_goes_through(make_service, tmp_path
     migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
     assert migration["state"] == "success"
     assert sha256_of(svc.get_volume(volume["id"])["provider_location"]) != before
+
+
+def test_kernel_copy_skips_the_holes_of_a_loop_device_backing_file(tmp_path):
+    """A loop block device cannot tell its holes; its backing file can."""
+    if not HAS_LOOP:
+        pytest.skip("loop devices need root and /dev/loop-control")
+    backing = make_source(tmp_path)
+    device = subprocess.run(["losetup", "--find", "--show", "--read-only", backing],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        dest = make_dest(tmp_path, "from-loop")
+        KernelCopy(device, dest, SIZE, BLOCK, 0, threading.Event(), hole_map=backing).run()
+        assert sha256(dest) == sha256(backing)
+        assert allocated(dest) <= allocated(backing)
+        whole = make_dest(tmp_path, "without-map")
+        KernelCopy(device, whole, SIZE, BLOCK, 0, threading.Event()).run()
+        assert sha256(whole) == sha256(backing)
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=True)
