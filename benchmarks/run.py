@@ -4,7 +4,7 @@
 
 Prints a table and writes benchmarks/results.json (name, ours, baseline, ratio,
 target, pass). Each ratio is taken against its baseline measured in this run,
-alternating ours and the baseline, medians of at least 3 rounds. Every timed
+alternating ours and the baseline, medians of at least 3 rounds (7 by default). Every timed
 copy, ours and the baselines', ends durable (fdatasync), so the page cache
 flatters neither side. `--quick` uses smaller sizes (under 3 minutes).
 """
@@ -60,9 +60,42 @@ class Row(dict):
                          target=target, passed=passed, note=note)
 
 
+def fastest(ours: list[float], baseline: list[float]) -> str:
+    """The ratio of the best rounds: what the code costs when the host does not interfere."""
+    return f"fastest rounds {min(ours):.3f} / {min(baseline):.3f} = {min(ours) / min(baseline):.2f}"
+
+
 def fill_random(path: str, size: int, offset: int = 0) -> None:
+    """Setup data, synced so its writeback does not land in the timed copies that follow."""
     subprocess.run(["dd", "if=/dev/urandom", f"of={path}", "bs=1M", f"count={size // MiB}",
-                    f"seek={offset // MiB}", "conv=notrunc", "status=none"], check=True)
+                    f"seek={offset // MiB}", "conv=notrunc,fsync", "status=none"], check=True)
+
+
+def settle(path: str) -> None:
+    """Same start for every timed copy: the source in the page cache, nothing dirty.
+
+    A verified migration drops the destination's cached pages, so without this
+    the next copy of that volume would read it from the disk and the other
+    side's would not.
+    """
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M", "status=none"], check=True)
+    os.sync()
+
+
+def alternate(rounds: int, first, second) -> None:
+    """Run the two sides turn about, so each always follows the other.
+
+    On a virtual machine the cost of the same copy drifts with the host: here,
+    touching 1 GiB of fresh memory took 0.4 s or 2.1 s from one second to the
+    next, and a 1 GiB ``dd conv=fdatasync`` 0.8 s or 3.3 s. Measured: a
+    migration right after another migration of the same volume was 2-3 times
+    slower than one after the other side's copy, so swapping the order every
+    round (which puts one side twice in a row) skewed the medians; strict turns
+    do not.
+    """
+    for _ in range(rounds):
+        first()
+        second()
 
 
 def timed_dd(src: str, dst: str, conv: str = "fdatasync") -> float:
@@ -115,6 +148,15 @@ class Bench:
             raise RuntimeError(f"migration failed: {migration['error']}")
         return elapsed, migration
 
+    def timed_migration(self, svc, volume: dict, times: list[float]):
+        """One side of an alternating pair: a service of its own, started for each copy."""
+        def run() -> None:
+            svc.start(recover=False)
+            settle(svc.get_volume(volume["id"])["provider_location"])
+            times.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
+            svc.stop()
+        return run
+
     # -- the benchmarks ------------------------------------------------------------
     def dense(self) -> list[Row]:
         size = 256 * MiB if self.quick else GiB
@@ -122,17 +164,26 @@ class Bench:
         volume = svc.create_volume(size, "bench@a")
         fill_random(volume["provider_location"], size)
         ours, walls, dd = [], [], []
-        for _ in range(self.rounds):
-            dd.append(timed_dd(svc.get_volume(volume["id"])["provider_location"],
-                               os.path.join(self.work, "dd-copy")))
-            wall, migration = self.migrate(svc, volume["id"])
+
+        def baseline() -> None:
+            source = svc.get_volume(volume["id"])["provider_location"]
+            settle(source)
+            dd.append(timed_dd(source, os.path.join(self.work, "dd-copy")))
+
+        def migration() -> None:
+            settle(svc.get_volume(volume["id"])["provider_location"])
+            wall, row = self.migrate(svc, volume["id"])
             walls.append(wall)
-            ours.append(self.copy_seconds(svc, migration["id"]))
+            ours.append(self.copy_seconds(svc, row["id"]))
+
+        alternate(self.rounds, baseline, migration)
         svc.stop()
+        print(f"  dense ours {[round(t, 3) for t in ours]}, dd {[round(t, 3) for t in dd]}",
+              file=sys.stderr)
         o, b = statistics.median(ours), statistics.median(dd)
         return [Row(f"dense {size // MiB} MiB: copy / dd bs=1M conv=fdatasync", o, b, "s",
                     o / b, "<= 1.05", o / b <= 1.05,
-                    f"whole migration {statistics.median(walls):.3f} s")]
+                    f"whole migration {statistics.median(walls):.3f} s; {fastest(ours, dd)}")]
 
     def thin(self) -> list[Row]:
         size = 2 * GiB if self.quick else 8 * GiB
@@ -149,15 +200,28 @@ class Bench:
         dense = os.path.join(self.work, "thin-dense")
         fill_random(dense, len(extents) * MiB)
         ours, dd_sparse, limit = [], [], []
-        dest_alloc = 0
-        for _ in range(self.rounds):
+        allocation = {}
+
+        def baselines() -> None:
             source = svc.get_volume(volume["id"])["provider_location"]
+            settle(source)
             dd_sparse.append(timed_dd(source, os.path.join(self.work, "dd-copy"),
                                       "sparse,fdatasync"))
+            settle(dense)
             limit.append(timed_dd(dense, os.path.join(self.work, "dd-copy")))
-            source_alloc = allocated(source)
+
+        def migration() -> None:
+            source = svc.get_volume(volume["id"])["provider_location"]
+            allocation["source"] = allocated(source)
+            settle(source)
             ours.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
-            dest_alloc = allocated(svc.get_volume(volume["id"])["provider_location"])
+            allocation["dest"] = allocated(svc.get_volume(volume["id"])["provider_location"])
+
+        alternate(self.rounds, baselines, migration)
+        print(f"  thin ours {[round(t, 3) for t in ours]}, dd conv=sparse "
+              f"{[round(t, 3) for t in dd_sparse]}, limit {[round(t, 3) for t in limit]}",
+              file=sys.stderr)
+        source_alloc, dest_alloc = allocation["source"], allocation["dest"]
         svc.stop()
         o = statistics.median(ours)
         s, lim = statistics.median(dd_sparse), statistics.median(limit)
@@ -241,19 +305,13 @@ class Bench:
         fill_random(off_volume["provider_location"], size)
         off.stop()
         with_monitor, without = [], []
-        pairs = [(off, off_volume, without), (on, on_volume, with_monitor)]
-        for round_ in range(max(5, self.rounds)):  # a 2% target needs more than 3 rounds
-            # Each goes first every other round: the second copy of a round runs
-            # while the disk still writes back after the first.
-            for svc, volume, times in pairs if round_ % 2 == 0 else pairs[::-1]:
-                svc.start(recover=False)
-                times.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
-                svc.stop()
+        alternate(self.rounds, self.timed_migration(off, off_volume, without),
+                  self.timed_migration(on, on_volume, with_monitor))
         o, b = statistics.median(with_monitor), statistics.median(without)
         print(f"  monitor on {[round(t, 3) for t in with_monitor]}, "
               f"idle {[round(t, 3) for t in without]}", file=sys.stderr)
         return [Row(f"{size // MiB} MiB copy with the monitor at 0.1 s / monitor idle", o, b, "s",
-                    o / b, "<= 1.02", o / b <= 1.02)]
+                    o / b, "<= 1.02", o / b <= 1.02, fastest(with_monitor, without))]
 
     def resume(self) -> list[Row]:
         size = 256 * MiB if self.quick else GiB
@@ -300,15 +358,13 @@ class Bench:
         fill_random(plain_volume["provider_location"], size)
         plain.stop()
         with_check, without = [], []
-        pairs = [(plain, plain_volume, without), (checked, checked_volume, with_check)]
-        for round_ in range(self.rounds):
-            for svc, volume, times in pairs if round_ % 2 == 0 else pairs[::-1]:
-                svc.start(recover=False)
-                times.append(self.copy_seconds(svc, self.migrate(svc, volume["id"])[1]["id"]))
-                svc.stop()
+        alternate(self.rounds, self.timed_migration(plain, plain_volume, without),
+                  self.timed_migration(checked, checked_volume, with_check))
+        print(f"  verify on {[round(t, 3) for t in with_check]}, "
+              f"none {[round(t, 3) for t in without]}", file=sys.stderr)
         o, b = statistics.median(with_check), statistics.median(without)
         return [Row(f"{size // MiB} MiB copy with migration_verify = checksum / none", o, b, "s",
-                    o / b, "(cost, no target)", None)]
+                    o / b, "(cost, no target)", None, fastest(with_check, without))]
 
 
 BENCHMARKS = ["dense", "thin", "overhead", "concurrency", "monitor", "resume", "throttle",
@@ -318,21 +374,23 @@ BENCHMARKS = ["dense", "thin", "overhead", "concurrency", "monitor", "resume", "
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 3 minutes")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds per ratio, at least 3 (default: 7, or 3 with --quick)")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     args = parser.parse_args()
     rows: list[Row] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
-        bench = Bench(work, args.quick, max(3, args.rounds))
+        rounds = args.rounds if args.rounds is not None else 3 if args.quick else 7
+        bench = Bench(work, args.quick, max(3, rounds))
         for name in args.only or BENCHMARKS:
             t = time.monotonic()
             print(f"running {name} ...", file=sys.stderr, flush=True)
             rows += getattr(bench, name)()
             print(f"  {name}: {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
-               "python": platform.python_version(), "quick": args.quick,
+               "python": platform.python_version(), "quick": args.quick, "rounds": bench.rounds,
                "seconds": round(time.monotonic() - started, 1)}
     with open(args.output, "w", encoding="utf-8") as f:
         json.dump({"machine": machine, "results": rows}, f, indent=1)

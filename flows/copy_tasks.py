@@ -107,8 +107,8 @@ class CopyVolumeData(task.Task):
             fds = [_regular_fd(src), _regular_fd(dst)]
             regions = verifying.regions_to_check(fds[0], fds[1], size)
             reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
-            source_digest = verifying.digest(src, regions, tracker.abort_event, reason)
-            dest_digest = verifying.digest(dst, regions, tracker.abort_event, reason)
+            source_digest, dest_digest = verifying.digests(src, dst, regions,
+                                                           tracker.abort_event, reason)
         checked = sum(length for _, length in regions)
         if source_digest != dest_digest:
             raise MigrationFailed(

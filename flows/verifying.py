@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent import futures
 from typing import BinaryIO
 
 import xxhash
@@ -49,8 +50,12 @@ def drop_cache(fd: int) -> None:
 
 
 def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Event,
-           abort_reason) -> str:
-    """XXH3-128 of the given regions of a file-like object, with their offsets."""
+           abort_reason, give_up: threading.Event | None = None) -> str:
+    """XXH3-128 of the given regions of a file-like object, with their offsets.
+
+    ``give_up`` stops a read whose result nobody will look at any more
+    (the other side's read failed); it returns an empty digest.
+    """
     hasher = xxhash.xxh3_128()
     for offset, length in regions:
         hasher.update(offset.to_bytes(8, "little"))
@@ -59,6 +64,8 @@ def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Ev
         while remaining:
             if abort.is_set():
                 raise MigrationAborted(abort_reason())
+            if give_up is not None and give_up.is_set():
+                return ""
             block = handle.read(min(CHUNK, remaining))
             if not block:
                 break  # a side shorter than the size: `remaining` makes the digests differ
@@ -66,3 +73,22 @@ def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Ev
             remaining -= len(block)
         hasher.update(remaining.to_bytes(8, "little"))
     return hasher.hexdigest()
+
+
+def digests(source: BinaryIO, dest: BinaryIO, regions: list[tuple[int, int]],
+            abort: threading.Event, abort_reason) -> tuple[str, str]:
+    """Both sides' digests, read at the same time.
+
+    The source is usually still in the page cache from the copy while the
+    destination comes from the storage, so reading them side by side hides
+    the source's share of the cost.
+    """
+    give_up = threading.Event()
+    with futures.ThreadPoolExecutor(1, thread_name_prefix="verify-source") as pool:
+        source_digest = pool.submit(digest, source, regions, abort, abort_reason, give_up)
+        try:
+            dest_digest = digest(dest, regions, abort, abort_reason)
+        except BaseException:
+            give_up.set()
+            raise
+        return source_digest.result(), dest_digest

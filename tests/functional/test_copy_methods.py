@@ -233,3 +233,35 @@ def test_kernel_copy_skips_the_holes_of_a_loop_device_backing_file(tmp_path):
         assert sha256(whole) == sha256(backing)
     finally:
         subprocess.run(["losetup", "--detach", device], check=True)
+
+
+class _FailingRead:
+    """A destination whose storage fails on the first read."""
+
+    def seek(self, offset):
+        pass
+
+    def read(self, size):
+        raise OSError(5, "Input/output error")
+
+
+class _CountingRead:
+    def __init__(self):
+        self.reads = 0
+
+    def seek(self, offset):
+        pass
+
+    def read(self, size):
+        self.reads += 1
+        threading.Event().wait(0.01)
+        return b"\0" * size
+
+
+def test_verification_stops_reading_the_source_when_the_destination_fails():
+    from volmigrate.flows import verifying
+    source = _CountingRead()
+    with pytest.raises(OSError, match="Input/output error"):
+        verifying.digests(source, _FailingRead(), [(0, 1024 * verifying.CHUNK)],
+                          threading.Event(), lambda: "aborted")
+    assert source.reads < 10
