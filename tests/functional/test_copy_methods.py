@@ -159,6 +159,34 @@ def test_resume_from_a_checkpoint(tmp_path, method, where):
     assert sha256(dest) == sha256(source)
 
 
+def test_kernel_copy_checkpoints_by_data_written_not_holes_crossed(tmp_path):
+    """A thin volume gets a sync per checkpoint of data, not per checkpoint of holes,
+    and a crash still re-sends at most one checkpoint of data."""
+    size, every = 64 * MiB, 2 * MiB
+    extents = [(i * 8 * MiB, MiB) for i in range(8)]  # 8 MiB of data, a MiB every 8 MiB
+    source = str(tmp_path / "thin")
+    with open(source, "wb") as f:
+        f.truncate(size)
+        for offset, length in extents:
+            f.seek(offset)
+            f.write(os.urandom(length))
+    dest = str(tmp_path / "thin-dest")
+    with open(dest, "wb") as f:
+        f.truncate(size)
+    checkpoints = []
+    KernelCopy(source, dest, size, BLOCK, 0, threading.Event(), checkpoint_bytes=every,
+               on_checkpoint=checkpoints.append).run()
+    assert sha256(dest, size) == sha256(source, size)
+    assert checkpoints == sorted(checkpoints) and checkpoints[-1] == size
+    # One per 2 MiB of data (after the 2nd, 4th, 6th and 8th extent) and the end;
+    # counting the holes crossed synced after every extent.
+    assert len(checkpoints) == 5
+    marks = [0] + checkpoints
+    for before, after in zip(marks, marks[1:]):
+        data = sum(max(0, min(o + n, after) - max(o, before)) for o, n in extents)
+        assert data <= every
+
+
 def test_data_extents_follow_the_file_system(tmp_path):
     source = make_source(tmp_path)
     fd = os.open(source, os.O_RDONLY)
