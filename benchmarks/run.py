@@ -4,9 +4,9 @@
 
 Prints a table and writes benchmarks/results.json (name, ours, baseline, ratio,
 target, pass). Each ratio is taken against its baseline measured in this run,
-alternating ours and the baseline, medians of at least 3 rounds (7 by default). Every timed
-copy, ours and the baselines', ends durable (fdatasync), so the page cache
-flatters neither side. `--quick` uses smaller sizes (under 3 minutes).
+alternating ours and the baseline, medians of at least 3 rounds (7 by default).
+Every timed copy, ours and the baselines', ends durable (fdatasync), so the page
+cache flatters neither side. `--quick` uses smaller sizes (under 3 minutes).
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ class Row(dict):
 def fastest(ours: list[float], baseline: list[float]) -> str:
     """The ratio of the best rounds: what the code costs when the host does not interfere."""
     return f"fastest rounds {min(ours):.3f} / {min(baseline):.3f} = {min(ours) / min(baseline):.2f}"
+
+
+def show_rounds(name: str, **sides: list[float]) -> None:
+    """Each round's seconds on stderr: medians hide the host's drift, these show it."""
+    shown = ", ".join(f"{side.replace('_', ' ')} {[round(t, 3) for t in times]}"
+                      for side, times in sides.items())
+    print(f"  {name} {shown}", file=sys.stderr)
 
 
 def fill_random(path: str, size: int, offset: int = 0) -> None:
@@ -192,8 +199,7 @@ class Bench:
 
         alternate(self.rounds, baseline, migration)
         svc.stop()
-        print(f"  dense ours {[round(t, 3) for t in ours]}, dd {[round(t, 3) for t in dd]}",
-              file=sys.stderr)
+        show_rounds("dense", ours=ours, dd=dd)
         o, b = statistics.median(ours), statistics.median(dd)
         return [Row(f"dense {size // MiB} MiB: copy / dd bs=1M conv=fdatasync", o, b, "s",
                     o / b, "<= 1.05", o / b <= 1.05,
@@ -232,9 +238,7 @@ class Bench:
             allocation["dest"] = allocated(svc.get_volume(volume["id"])["provider_location"])
 
         alternate(self.rounds, baselines, migration)
-        print(f"  thin ours {[round(t, 3) for t in ours]}, dd conv=sparse "
-              f"{[round(t, 3) for t in dd_sparse]}, limit {[round(t, 3) for t in limit]}",
-              file=sys.stderr)
+        show_rounds("thin", ours=ours, dd_conv_sparse=dd_sparse, limit=limit)
         source_alloc, dest_alloc = allocation["source"], allocation["dest"]
         svc.stop()
         o = statistics.median(ours)
@@ -341,8 +345,7 @@ class Bench:
         alternate(self.rounds, self.timed_migration(off, off_volume, without),
                   self.timed_migration(on, on_volume, with_monitor))
         o, b = statistics.median(with_monitor), statistics.median(without)
-        print(f"  monitor on {[round(t, 3) for t in with_monitor]}, "
-              f"idle {[round(t, 3) for t in without]}", file=sys.stderr)
+        show_rounds("monitor", on=with_monitor, idle=without)
         return [Row(f"{size // MiB} MiB copy with the monitor at 0.1 s / monitor idle", o, b, "s",
                     o / b, "<= 1.02", o / b <= 1.02, fastest(with_monitor, without))]
 
@@ -393,9 +396,7 @@ class Bench:
         with_check, without = [], []
         alternate(self.rounds, self.timed_migration(plain, plain_volume, without),
                   self.timed_migration(checked, checked_volume, with_check))
-        print(f"  verify on {[round(t, 3) for t in with_check]}, "
-              f"none {[round(t, 3) for t in without]}, verification alone "
-              f"{[round(t, 3) for t in VERIFIED.seconds]}", file=sys.stderr)
+        show_rounds("verify", on=with_check, none=without, verification_alone=VERIFIED.seconds)
         # The same migration's copy and verification, so the host's drift between
         # migrations (every other 1 GiB durable write here took 2-3x longer) cancels.
         shares = [total / (total - check) for total, check in zip(with_check, VERIFIED.seconds)]

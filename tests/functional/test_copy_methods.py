@@ -27,20 +27,20 @@ def sha256(path: str, size: int = SIZE) -> str:
         return hashlib.sha256(f.read(size)).hexdigest()
 
 
-def make_source(tmp_path, extents=EXTENTS) -> str:
-    path = str(tmp_path / "source")
+def make_source(tmp_path, extents=EXTENTS, size: int = SIZE, name: str = "source") -> str:
+    path = str(tmp_path / name)
     with open(path, "wb") as f:
-        f.truncate(SIZE)
+        f.truncate(size)
         for offset, length in extents:
             f.seek(offset)
             f.write(os.urandom(length))
     return path
 
 
-def make_dest(tmp_path, name="dest") -> str:
+def make_dest(tmp_path, name="dest", size: int = SIZE) -> str:
     path = str(tmp_path / name)
     with open(path, "wb") as f:
-        f.truncate(SIZE)
+        f.truncate(size)
     return path
 
 
@@ -164,15 +164,8 @@ def test_kernel_copy_checkpoints_by_data_written_not_holes_crossed(tmp_path):
     and a crash still re-sends at most one checkpoint of data."""
     size, every = 64 * MiB, 2 * MiB
     extents = [(i * 8 * MiB, MiB) for i in range(8)]  # 8 MiB of data, a MiB every 8 MiB
-    source = str(tmp_path / "thin")
-    with open(source, "wb") as f:
-        f.truncate(size)
-        for offset, length in extents:
-            f.seek(offset)
-            f.write(os.urandom(length))
-    dest = str(tmp_path / "thin-dest")
-    with open(dest, "wb") as f:
-        f.truncate(size)
+    source = make_source(tmp_path, extents, size, "thin")
+    dest = make_dest(tmp_path, "thin-dest", size)
     checkpoints = []
     KernelCopy(source, dest, size, BLOCK, 0, threading.Event(), checkpoint_bytes=every,
                on_checkpoint=checkpoints.append).run()
