@@ -135,6 +135,7 @@ class Database:
             dst.name_id = src_obj if src_obj != dst.id else None
             src.provider_location, dst.provider_location = (
                 dst.provider_location, src.provider_location)
+            src.provider_id, dst.provider_id = dst.provider_id, src.provider_id
             src.updated_at = dst.updated_at = models.utcnow()
             return True
 

@@ -61,6 +61,11 @@ class Volume(Base):
     project_id: Mapped[str | None] = mapped_column(String(255), index=True)
     attach_status: Mapped[str] = mapped_column(String(32), default=ATTACH_DETACHED)
     provider_location: Mapped[str | None] = mapped_column(Text)
+    # The identity of the backend object holding the data (JSON of what the
+    # driver's volume_identity() said when it was created), as Cinder's
+    # provider_id: before the source is deleted, the destination must still
+    # be that very object.
+    provider_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
 

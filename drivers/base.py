@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import abc
 import os
+import stat
 from typing import Any, BinaryIO, ClassVar
 
 from oslo_config import cfg
+
+from volmigrate.drivers.exceptions import DriverError
 
 # Values of the "access" key of a connection.
 ACCESS_PATH = "path"      # a local file or block device path: dd can copy it
@@ -32,6 +35,53 @@ LOCAL_PATH_ACCESS = (ACCESS_PATH, ACCESS_BLOCK)
 def object_id(volume: dict) -> str:
     """Id of the backend object holding the volume's data."""
     return volume.get("name_id") or volume["id"]
+
+
+def open_device_or_file(path: str, writable: bool = False) -> BinaryIO:
+    """Open a volume's data without following a symbolic link.
+
+    A link put in place of a volume's file would make a copy read (or write)
+    data outside the backend; only a regular file or a block device is a
+    volume's data.
+    """
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise DriverError(f"backend object {path} does not exist") from None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise DriverError(f"backend object {path} is a symbolic link; volmigrate "
+                              f"does not follow links out of a backend") from None
+        raise DriverError(f"cannot open {path}: {exc.strerror}") from exc
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        os.close(fd)
+        raise DriverError(f"backend object {path} is neither a regular file nor a block "
+                          f"device")
+    return os.fdopen(fd, "r+b" if writable else "rb")
+
+
+class _DisconnectOnClose:
+    """A file-like handle that also releases its connection when closed."""
+
+    def __init__(self, handle: BinaryIO, release) -> None:
+        self._handle, self._release = handle, release
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            self._release()
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class VolumeDriver(abc.ABC):
@@ -121,6 +171,43 @@ class VolumeDriver(abc.ABC):
     def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
         """A file-like object on a ``stream`` connection (seekable, with tell())."""
         raise NotImplementedError(f"{type(self).__name__} gives no file-like access")
+
+    # -- proving a copy before its source is deleted ---------------------------
+    def volume_identity(self, volume: dict) -> dict:
+        """Which backend object holds the volume's data now, looked up afresh.
+
+        Recorded when a migration creates its destination (the volume's
+        ``provider_id``) and asked again before the source is deleted: a
+        destination removed or replaced during the copy (a cleanup job, a
+        file system mounted over the directory) then no longer matches, and
+        the migration fails with the source kept. Found by the volume's own
+        reference, never through a handle or device held since the copy
+        started (a loop device keeps a deleted file readable). Returns
+        JSON-serializable values that change when the object is replaced
+        (device and inode, an LV's uuid, an array's vdisk id) and its size;
+        raises DriverError when the object does not exist. A backend that
+        cannot tell returns ``{}``: then only a fresh open and the size are
+        checked.
+        """
+        return {}
+
+    def open_volume(self, volume: dict, writable: bool = False) -> BinaryIO:
+        """A new handle on the volume's data, reached through a new connection.
+
+        Used to prove (and with ``migration_verify = checksum`` to hash) a
+        copy before its source is deleted, and by tests. Closing the handle
+        releases the connection.
+        """
+        connection = self.connect_volume(volume, writable)
+        try:
+            if connection["access"] == ACCESS_STREAM:
+                handle = self.open_connection(connection, writable)
+            else:
+                handle = open_device_or_file(connection["path"], writable)
+        except BaseException:
+            self.disconnect_volume(volume, connection)
+            raise
+        return _DisconnectOnClose(handle, lambda: self.disconnect_volume(volume, connection))
 
     # -- driver-assisted migration (optional) --------------------------------
     # A backend that can move a volume between its own pools (Storwize

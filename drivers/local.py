@@ -9,6 +9,7 @@ between real block devices), or only a file-like object (the file-I/O copy).
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from typing import BinaryIO
 
@@ -70,6 +71,22 @@ class LocalDriver(base.VolumeDriver):
     def volume_path(self, volume: dict) -> str:
         return os.path.join(self.volume_dir, f"volume-{base.object_id(volume)}")
 
+    def _checked_path(self, volume: dict) -> str:
+        """The volume's file, refused when it is missing, a link or not a regular file."""
+        path = self.volume_path(volume)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise DriverError(f"backend object {path} does not exist") from None
+        except OSError as exc:
+            raise DriverError(f"cannot reach {path}: {exc.strerror}") from exc
+        if stat.S_ISLNK(mode):
+            raise DriverError(f"backend object {path} is a symbolic link; volmigrate does "
+                              f"not follow links out of a backend")
+        if not stat.S_ISREG(mode):
+            raise DriverError(f"backend object {path} is not a regular file")
+        return path
+
     def get_volume_stats(self) -> dict:
         st = os.statvfs(self.volume_dir)
         gib = 1024 ** 3
@@ -115,9 +132,7 @@ class LocalDriver(base.VolumeDriver):
         return self.configuration.local_access
 
     def connect_volume(self, volume: dict, writable: bool) -> dict:
-        path = self.volume_path(volume)
-        if not os.path.exists(path):
-            raise DriverError(f"backend object {path} does not exist")
+        path = self._checked_path(volume)
         access = self.configuration.local_access
         if access == base.ACCESS_BLOCK:
             device = self._loop_device_of(path, writable)
@@ -164,4 +179,20 @@ class LocalDriver(base.VolumeDriver):
         _run(["losetup", "--detach", device])
 
     def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
-        return open(connection["path"], "r+b" if writable else "rb")
+        return base.open_device_or_file(connection["path"], writable)
+
+    def volume_identity(self, volume: dict) -> dict:
+        """The file's device and inode (a file removed and made again differs) and size."""
+        with self.open_volume(volume) as handle:
+            st = os.fstat(handle.fileno())
+        return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size}
+
+    def open_volume(self, volume: dict, writable: bool = False) -> BinaryIO:
+        """The volume's file itself, whatever ``local_access`` says: a loop device
+        attached during the copy may still hold a file that was deleted since."""
+        handle = base.open_device_or_file(self._checked_path(volume), writable)
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise DriverError(f"backend object {self.volume_path(volume)} is not a "
+                              f"regular file")
+        return handle

@@ -223,7 +223,8 @@ class LVMDriver(base.VolumeDriver):
         rather than an error we would have to tell from real failures.
         """
         rows = self._report("lvs", "lv",
-                            "lv_name,lv_size,seg_pe_ranges,seg_count,vg_extent_size",
+                            "lv_name,lv_uuid,lv_size,seg_pe_ranges,seg_count,"
+                            "vg_extent_size",
                             "-S", f"lv_name={self.lv_name(volume)}", self.vg)
         return rows[0] if rows else None
 
@@ -264,6 +265,13 @@ class LVMDriver(base.VolumeDriver):
                       "--activate", "n", "--zero", "n", self.vg)
         LOG.info("Created logical volume %s/%s (%d extents)", self.vg, name, extents)
         return location
+
+    def volume_identity(self, volume: dict) -> dict:
+        """The LV's uuid (an LV removed and made again under its name differs) and size."""
+        lv = self._lv(volume)
+        if lv is None:
+            raise DriverError(f"logical volume {self.vg}/{self.lv_name(volume)} does not exist")
+        return {"lv_uuid": lv["lv_uuid"], "size": int(lv["lv_size"])}
 
     def new_volumes_read_zeros(self) -> bool:
         # A new linear LV holds whatever its extents held before; a thin one reads zeros.
@@ -323,8 +331,9 @@ class LVMDriver(base.VolumeDriver):
             raise DriverError(f"logical volume {self.vg}/{self.lv_name(volume)} does not exist")
         if self.activation == ACTIVATION_DM:
             self._lvm("lvchange", "-ay", f"{self.vg}/{self.lv_name(volume)}")
-            return {"access": base.ACCESS_BLOCK,
-                    "path": f"/dev/{self.vg}/{self.lv_name(volume)}"}
+            # The device node itself: copies do not follow links (/dev/VG/LV is one).
+            return {"access": base.ACCESS_BLOCK, "path": os.path.realpath(
+                f"/dev/{self.vg}/{self.lv_name(volume)}")}
         device, offset, size = self._extent_range(lv)
         reuse = self._loops_over((device, offset, size), read_only=not writable)
         if reuse:  # left by a run a crash interrupted

@@ -249,6 +249,13 @@ class ObjectStoreDriver(base.VolumeDriver):
     def access_kind(self) -> str:
         return base.ACCESS_STREAM
 
+    def volume_identity(self, volume: dict) -> dict:
+        """The volume directory's device and inode (made again, it differs) and size."""
+        path = self.volume_dir(volume)
+        header = self._header(path)
+        st = os.lstat(path)
+        return {"dev": st.st_dev, "ino": st.st_ino, "size": header["size"]}
+
     def connect_volume(self, volume: dict, writable: bool) -> dict:
         path = self.volume_dir(volume)
         header = self._header(path)

@@ -341,6 +341,15 @@ class StorwizeDriver(base.VolumeDriver):
             if exc.code not in NOT_FOUND_CODES:
                 raise
 
+    def volume_identity(self, volume: dict) -> dict:
+        """The vdisk's id and UID on the array (a vdisk made again under the name
+        differs) and its capacity; the pool is left out, the array may move it."""
+        vdisk = self._vdisk(volume)
+        if vdisk is None:
+            raise DriverError(f"vdisk {self.vdisk_name(volume)} does not exist on the array")
+        return {"vdisk_id": vdisk["id"], "vdisk_UID": vdisk.get("vdisk_UID"),
+                "size": int(vdisk["capacity"])}
+
     # -- host copies ----------------------------------------------------------
     @property
     def host_name(self) -> str:

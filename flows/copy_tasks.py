@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -10,12 +11,12 @@ from oslo_log import log as logging
 from taskflow import task
 
 from volmigrate.db import models
-from volmigrate.drivers.base import LOCAL_PATH_ACCESS
+from volmigrate.drivers.base import LOCAL_PATH_ACCESS, open_device_or_file
 from volmigrate.flows import constants as c
 from volmigrate.flows import reporting, runtime, verifying
 from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy
 from volmigrate.flows.exceptions import MigrationFailed
-from volmigrate.flows.volume_tasks import volume_ref
+from volmigrate.flows.volume_tasks import identity_text, volume_ref
 
 LOG = logging.getLogger(__name__)
 
@@ -86,37 +87,10 @@ class CopyVolumeData(task.Task):
                     written = copier.run()
             LOG.info("Migration %s: the copy wrote %d bytes (from byte %d of %d)",
                      migration_id, written, start, volume_size)
-            if settings.verify == "checksum":
-                self._verify(rt, tracker, migration_id, volume_id, dest_volume_id,
-                             volume_size, source_connection, dest_connection)
             succeeded = True
             return written
         finally:
             tracker.copy_finished(succeeded)
-
-    def _verify(self, rt, tracker, migration_id: str, volume_id: str, dest_volume_id: str,
-                size: int, source_connection: dict, dest_connection: dict) -> None:
-        """Compare both sides' digests; a mismatch fails the migration, keeping the source."""
-        started = time.monotonic()
-        with self._open(rt, volume_id, source_connection, False) as src, \
-                self._open(rt, dest_volume_id, dest_connection, False) as dst:
-            try:
-                verifying.drop_cache(dst.fileno())
-            except (OSError, ValueError):
-                pass  # a file-like object: its flush() was the sync
-            fds = [_regular_fd(src), _regular_fd(dst)]
-            regions = verifying.regions_to_check(fds[0], fds[1], size)
-            reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
-            source_digest, dest_digest = verifying.digests(src, dst, regions,
-                                                           tracker.abort_event, reason)
-        checked = sum(length for _, length in regions)
-        if source_digest != dest_digest:
-            raise MigrationFailed(
-                f"verification failed: the copy differs from the source (XXH3-128 "
-                f"{source_digest} at the source, {dest_digest} at the destination); the "
-                f"source is kept")
-        LOG.info("Migration %s: verified %d bytes in %.2f s (XXH3-128 %s)", migration_id,
-                 checked, time.monotonic() - started, source_digest)
 
     @staticmethod
     def _check_connection(rt, volume_id: str, connection: dict) -> None:
@@ -131,12 +105,115 @@ class CopyVolumeData(task.Task):
     def _open(rt, volume_id: str, connection: dict, writable: bool):
         row = rt.db.get_volume(volume_id)
         driver = rt.driver_for_host(row["host"])
-        if connection["access"] in LOCAL_PATH_ACCESS:
-            return open(connection["path"], "r+b" if writable else "rb")
         try:
+            if connection["access"] in LOCAL_PATH_ACCESS:
+                return open_device_or_file(connection["path"], writable)
             return driver.open_connection(connection, writable)
         except Exception as exc:
             raise MigrationFailed(f"opening volume {volume_id} for copy failed: {exc}") from exc
+
+
+class ProveDestination(task.Task):
+    """Prove the copy is where the volume will point before its source can go.
+
+    The destination is found afresh through its driver (never through a
+    handle or loop device held since the copy began, which keeps a deleted
+    file readable), must be the very object that was created and written
+    (its identity, recorded in ``provider_id``), at least the volume's size,
+    and is made durable. With ``migration_verify = checksum`` both sides are
+    hashed through such fresh handles. Any doubt fails the migration, and its
+    revert keeps the source.
+    """
+
+    def execute(self, migration_id: str, volume_id: str, dest_volume_id: str,
+                volume_size: int) -> None:
+        rt = runtime.get()
+        tracker = rt.tracker(migration_id)
+        tracker.check_abort()
+        dest = rt.db.get_volume(dest_volume_id)
+        if dest is None or rt.db.get_volume(volume_id)["name_id"] == dest_volume_id:
+            return  # swapped before a restart: proven then
+        driver = rt.driver_for_host(dest["host"])
+        where = f"the destination volume on {dest['host']}"
+        self._check_identity(driver, dest, where)
+        try:
+            handle = driver.open_volume(volume_ref(dest))
+        except Exception as exc:
+            raise MigrationFailed(f"{where} cannot be opened any more ({exc}); the source "
+                                  f"is kept") from exc
+        with handle:
+            try:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(0)
+            except (OSError, ValueError) as exc:
+                raise MigrationFailed(f"{where} cannot be read ({exc}); the source is "
+                                      f"kept") from exc
+            if size < volume_size:
+                raise MigrationFailed(f"{where} holds {size} bytes, fewer than the volume's "
+                                      f"{volume_size}; the source is kept")
+            self._make_durable(handle, where)
+            if rt.settings.verify == "checksum":
+                self._verify(rt, tracker, migration_id, volume_id, handle, volume_size)
+        # Replaced while it was being read: the object checked is not the one kept.
+        self._check_identity(driver, dest, where)
+
+    @staticmethod
+    def _check_identity(driver, dest: dict, where: str) -> None:
+        try:
+            found = json.loads(identity_text(driver, dest))
+        except Exception as exc:
+            raise MigrationFailed(f"{where} is gone ({exc}): it was removed during the copy; "
+                                  f"the source is kept") from exc
+        recorded = json.loads(dest["provider_id"]) if dest["provider_id"] else None
+        if recorded is not None and found != recorded:
+            raise MigrationFailed(
+                f"{where} is not the object that was written (it was replaced during the "
+                f"copy: created as {recorded}, found {found}); the source is kept")
+
+    @staticmethod
+    def _make_durable(handle, where: str) -> None:
+        try:
+            handle.flush()
+            fd = handle.fileno()
+        except (OSError, ValueError, AttributeError):
+            return  # a file-like object: its flush() was the sync
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise MigrationFailed(f"{where} cannot be made durable ({exc}); the source is "
+                                  f"kept") from exc
+
+    def _verify(self, rt, tracker, migration_id: str, volume_id: str, dest, size: int) -> None:
+        """Compare both sides' digests; a mismatch fails the migration, keeping the source."""
+        started = time.monotonic()
+        source = rt.db.get_volume(volume_id)
+        try:
+            src = rt.driver_for_host(source["host"]).open_volume(volume_ref(source))
+        except Exception as exc:
+            raise MigrationFailed(f"the source cannot be opened for verification: "
+                                  f"{exc}") from exc
+        with src:
+            try:
+                verifying.drop_cache(dest.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass  # a file-like object: its flush() was the sync
+            fds = [_regular_fd(src), _regular_fd(dest)]
+            regions = verifying.regions_to_check(fds[0], fds[1], size)
+            reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
+            try:
+                source_digest, dest_digest = verifying.digests(src, dest, regions,
+                                                               tracker.abort_event, reason)
+            except OSError as exc:
+                raise MigrationFailed(f"verification could not read the volumes: {exc}; "
+                                      f"the source is kept") from exc
+        checked = sum(length for _, length in regions)
+        if source_digest != dest_digest:
+            raise MigrationFailed(
+                f"verification failed: the copy differs from the source (XXH3-128 "
+                f"{source_digest} at the source, {dest_digest} at the destination); the "
+                f"source is kept")
+        LOG.info("Migration %s: verified %d bytes in %.2f s (XXH3-128 %s)", migration_id,
+                 checked, time.monotonic() - started, source_digest)
 
 
 class MonitorProgress(task.Task):

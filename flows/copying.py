@@ -10,6 +10,7 @@ crash resumes from the last checkpoint (``start``) instead of byte 0.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import subprocess
@@ -46,6 +47,22 @@ def read_fdinfo_pos(pid: int, fd: int = 1) -> int | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return None
+
+
+def open_nofollow(path: str, flags: int) -> int:
+    """A descriptor on a volume's path; a symbolic link there is refused, not followed."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CopyFailed(f"{path} is a symbolic link; volmigrate does not follow links "
+                             f"out of a backend") from None
+        raise CopyFailed(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def readable_size(fd: int) -> int:
+    """Bytes a file or block device holds (SEEK_END works for both)."""
+    return os.lseek(fd, 0, os.SEEK_END)
 
 
 class RateSchedule:
@@ -103,6 +120,22 @@ class _Copy:
         if self.abort_event.is_set():
             raise MigrationAborted(self.abort_reason())
 
+    def _check_source_size(self, held: int) -> None:
+        """A source shorter than the volume would be zero-padded into a "good" copy."""
+        if held < self.size:
+            raise CopyFailed(f"the source ended early: it holds {held} bytes, the volume "
+                             f"is {self.size} bytes (shorter than its volume, or truncated "
+                             f"during the copy); the copy is not the volume's data")
+
+    def _check_source_path(self, path: str) -> None:
+        """Check the size of the source found afresh at its path (it may have been
+        truncated, or replaced, since a copier opened it)."""
+        fd = open_nofollow(path, os.O_RDONLY)
+        try:
+            self._check_source_size(readable_size(fd))
+        finally:
+            os.close(fd)
+
     def _slice_bytes(self) -> int:
         """Bytes per synced run: a checkpoint, or less when throttled."""
         if self.bps_limit <= 0:
@@ -132,7 +165,9 @@ class DdCopy(_Copy):
         return self._seen
 
     def _args(self, first_block: int, count: int) -> list[str]:
-        conv = ["notrunc", "fdatasync"]
+        # nocreat: a destination removed during the copy is an error, not a new
+        # file holding only the tail of the data.
+        conv = ["notrunc", "fdatasync", "nocreat"]
         if self.sparse:
             # The destination is freshly created and reads as zeros, so dd may
             # seek over zero blocks instead of writing them: it stays sparse.
@@ -145,13 +180,15 @@ class DdCopy(_Copy):
         else:
             sizes = [f"bs={self.block_size}"]
         args = ["dd", f"if={self.source}", f"of={self.dest}", *sizes,
-                f"conv={','.join(conv)}", f"count={count}"]
+                f"conv={','.join(conv)}", f"count={count}", "iflag=nofollow"]
         if first_block:
             args += [f"skip={first_block}", f"seek={first_block * self.block_size}",
-                     "oflag=seek_bytes"]
+                     "oflag=seek_bytes,nofollow"]
+        else:
+            args.append("oflag=nofollow")
         return args
 
-    def _run_dd(self, args: list[str]) -> None:
+    def _run_dd(self, args: list[str], expected: int) -> None:
         LOG.debug("Running %s", args)
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=DD_ENV)
@@ -172,14 +209,19 @@ class DdCopy(_Copy):
             proc.stderr.close()
         if proc.returncode != 0:
             raise CopyFailed(f"dd exited with status {proc.returncode}: {stderr}")
-        # dd's own count, from its closing line "N bytes (...) copied, ...".
+        # dd's own count, from its closing line "N bytes (...) copied, ...": fewer
+        # bytes than asked means the source ended (dd exits 0 on a short input).
         match = _DD_BYTES_RE.search(stderr)
-        if match:
-            self.bytes_written += int(match.group(1))
+        copied = int(match.group(1)) if match else -1
+        if copied < expected:
+            raise CopyFailed(f"the source ended early: dd copied {max(copied, 0)} of the "
+                             f"{expected} bytes asked ({stderr.splitlines()[-1] if stderr else 'no report'})")
+        self.bytes_written += copied
 
     def run(self) -> int:
         """Copy from `start` to the end; return the bytes this run copied."""
         self._check_abort()
+        self._check_source_path(self.source)
         schedule = RateSchedule(self.bps_limit, self.abort_event)
         per_run = self._slice_bytes() // self.block_size
         blocks = -(-self.size // self.block_size)
@@ -188,9 +230,13 @@ class DdCopy(_Copy):
             schedule.wait_until(block * self.block_size - self.start)
             self._check_abort()
             count = min(per_run, blocks - block)
-            self._run_dd(self._args(block, count))  # conv=fdatasync: durable on exit
+            offset = block * self.block_size
+            expected = min(count * self.block_size, self.size - offset)
+            # conv=fdatasync: durable on exit.
+            self._run_dd(self._args(block, count), expected)
             block += count
             self._made_durable(min(block * self.block_size, self.size))
+        self._check_source_path(self.source)
         return self.bytes_written
 
 
@@ -237,6 +283,7 @@ class FileCopy(_Copy):
         schedule = RateSchedule(self.bps_limit, self.abort_event)
         zeros = bytes(self.block_size)
         sync_every = self._slice_bytes()
+        self._check_source_handle()
         self.source.seek(self.start)
         self.dest.seek(self.start)
         pos = synced = self.start
@@ -261,10 +308,18 @@ class FileCopy(_Copy):
                     synced = pos
                     self._made_durable(pos)
             self._sync()
+            self._check_source_handle()
             self._made_durable(self.size)
         except OSError as exc:
             raise CopyFailed(f"file copy failed at byte {pos}: {exc}") from exc
         return self.bytes_written
+
+    def _check_source_handle(self) -> None:
+        try:
+            held = self.source.seek(0, os.SEEK_END)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return  # a stream that cannot tell: its reads still stop at its end
+        self._check_source_size(held)
 
 
 # Bytes one sendfile call moves at most: short enough to see progress, aborts
@@ -341,21 +396,21 @@ class KernelCopy(_Copy):
     def run(self) -> int:
         schedule = RateSchedule(self.bps_limit, self.abort_event)
         sync_every = self._slice_bytes()
+        src = open_nofollow(self.source, os.O_RDONLY)
         try:
-            src = os.open(self.source, os.O_RDONLY)
-        except OSError as exc:
-            raise CopyFailed(f"cannot open {self.source}: {exc}") from exc
-        try:
-            try:
-                dst = os.open(self.dest, os.O_WRONLY)
-            except OSError as exc:
-                raise CopyFailed(f"cannot open {self.dest}: {exc}") from exc
+            self._check_source_size(readable_size(src))
+            dst = open_nofollow(self.dest, os.O_WRONLY)
             try:
                 self._copy(src, dst, schedule, sync_every)
             finally:
                 os.close(dst)
+            # Truncated during the copy: its holes past the new end were crossed
+            # as zeros, so only the size tells. Asked afresh at the path too.
+            self._check_source_size(readable_size(src))
+            self._check_source_path(self.source)
         finally:
             os.close(src)
+        self._made_durable(self.size)
         return self.bytes_written
 
     def _chunk(self) -> int:
@@ -402,4 +457,3 @@ class KernelCopy(_Copy):
         except OSError as exc:
             raise CopyFailed(f"kernel copy failed at byte {pos}: {exc}") from exc
         self.bytes_written = self.size - self.start
-        self._made_durable(self.size)

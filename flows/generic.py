@@ -1,7 +1,8 @@
 """The generic (host-assisted) migration: any backend to any backend.
 
 mark starting -> create hidden destination -> connect both ->
-copy || monitor progress -> disconnect both -> complete -> mark success
+copy || monitor progress -> disconnect both -> prove the destination ->
+complete -> mark success
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from taskflow.patterns import graph_flow
 
 from volmigrate.flows import constants as c
-from volmigrate.flows.copy_tasks import CopyVolumeData, MonitorProgress
+from volmigrate.flows.copy_tasks import CopyVolumeData, MonitorProgress, ProveDestination
 from volmigrate.flows.lifecycle_tasks import MarkMigrationStarting, MarkMigrationSuccess
 from volmigrate.flows.volume_tasks import (
     CompleteMigration,
@@ -37,12 +38,13 @@ def get_flow(case: str = c.CASE_GENERIC_DD) -> graph_flow.Flow:
     disconnect_dst = DisconnectVolume(name="disconnect-destination",
                                       rebind={"connection": c.DEST_CONNECTION,
                                               "volume_id": c.DEST_VOLUME_ID})
+    prove = ProveDestination(name="prove-destination")
     complete = CompleteMigration(name="complete-migration")
     success = MarkMigrationSuccess(name="mark-success")
 
     flow = graph_flow.Flow(f"migrate-volume-{case}")
     flow.add(start, create, connect_src, connect_dst, copy, monitor,
-             disconnect_src, disconnect_dst, complete, success)
+             disconnect_src, disconnect_dst, prove, complete, success)
     # Order that no data dependency implies.
     flow.link(start, create)
     flow.link(start, connect_src)
@@ -51,7 +53,8 @@ def get_flow(case: str = c.CASE_GENERIC_DD) -> graph_flow.Flow:
     for ended in (copy, monitor):
         flow.link(ended, disconnect_src)
         flow.link(ended, disconnect_dst)
-    flow.link(disconnect_src, complete)
-    flow.link(disconnect_dst, complete)
+    flow.link(disconnect_src, prove)
+    flow.link(disconnect_dst, prove)
+    flow.link(prove, complete)
     flow.link(complete, success)
     return flow

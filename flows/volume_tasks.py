@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from oslo_log import log as logging
 from taskflow import task
 
@@ -16,6 +18,11 @@ LOG = logging.getLogger(__name__)
 def volume_ref(row: dict) -> dict:
     """The plain reference drivers receive (see volmigrate.drivers.base)."""
     return {key: row[key] for key in ("id", "name_id", "size", "host", "provider_location")}
+
+
+def identity_text(driver, volume: dict) -> str:
+    """The backend object's identity as stored in ``provider_id`` (JSON)."""
+    return json.dumps(driver.volume_identity(volume_ref(volume)), sort_keys=True)
 
 
 def _cleanup_problem(migration_id: str, text: str) -> None:
@@ -39,6 +46,8 @@ class CreateDestinationVolume(task.Task):
         dest = rt.db.get_volume(migration_id)
         driver = rt.driver_for_host(dest_host)
         if dest is not None and dest["status"] == models.STATUS_AVAILABLE:
+            if dest["provider_id"] is None:  # a restart came before it was recorded
+                self._record_identity(rt, driver, migration_id, dest_host)
             return migration_id  # created before a restart
         if dest is not None:
             # A restart interrupted the creation: start it over (no data yet).
@@ -56,7 +65,19 @@ class CreateDestinationVolume(task.Task):
             raise MigrationFailed(
                 f"creating the destination volume on {dest_host} failed: {exc}") from exc
         rt.db.update_volume(migration_id, dict(update, status=models.STATUS_AVAILABLE))
+        self._record_identity(rt, driver, migration_id, dest_host)
         return migration_id
+
+    @staticmethod
+    def _record_identity(rt, driver, migration_id: str, dest_host: str) -> None:
+        """Which object was made, so that the object proven before the source is
+        deleted is the one written (see ProveDestination)."""
+        try:
+            identity = identity_text(driver, rt.db.get_volume(migration_id))
+        except Exception as exc:
+            raise MigrationFailed(f"the destination volume just created on {dest_host} "
+                                  f"cannot be found: {exc}") from exc
+        rt.db.update_volume(migration_id, {"provider_id": identity})
 
     def revert(self, migration_id: str, dest_host: str, *args, **kwargs) -> None:
         rt = runtime.get()

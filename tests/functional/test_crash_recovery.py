@@ -22,7 +22,8 @@ CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERIC_ATOMS = ["mark-starting", "create-destination", "connect-source",
                  "connect-destination", "copy-data", "monitor-progress", "disconnect-source",
-                 "disconnect-destination", "complete-migration", "mark-success"]
+                 "disconnect-destination", "prove-destination", "complete-migration",
+                 "mark-success"]
 
 
 class Setup:

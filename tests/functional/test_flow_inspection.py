@@ -17,8 +17,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
 GENERIC_ORDER = ["mark-starting", "connect-source", "create-destination",
                  "connect-destination", "copy-data", "monitor-progress",
-                 "disconnect-destination", "disconnect-source", "complete-migration",
-                 "mark-success"]
+                 "disconnect-destination", "disconnect-source", "prove-destination",
+                 "complete-migration", "mark-success"]
 
 
 def _generated():

@@ -53,7 +53,7 @@ def test_older_database_is_upgraded_on_start(make_service, tmp_path, legacy):
     assert migration["progress_bytes"] == 0 and migration["owner"] is None
     with svc.db.engine.connect() as conn:
         assert conn.exec_driver_sql(
-            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0002",)]
+            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0003",)]
         tables = set(sa.inspect(conn).get_table_names())
     assert {"logbooks", "flowdetails", "atomdetails"} <= tables  # TaskFlow's, beside ours
     # An old finished migration is not "recovered"; a new one runs end to end.
