@@ -293,7 +293,7 @@ class FileCopy(_Copy):
                 schedule.wait_until(pos - self.start)
                 chunk = self.source.read(min(self.block_size, self.size - pos))
                 if not chunk:
-                    raise CopyFailed(f"source ended at byte {pos} of {self.size}")
+                    raise CopyFailed(f"the source ended early, at byte {pos} of {self.size}")
                 if self.sparse:
                     # A fresh destination already reads as zeros: write only the
                     # pages that hold data, so it is no more allocated than the source.
@@ -439,7 +439,7 @@ class KernelCopy(_Copy):
                     os.lseek(dst, pos, os.SEEK_SET)
                     sent = os.sendfile(dst, src, pos, count)
                     if sent == 0:
-                        raise CopyFailed(f"source ended at byte {pos} of {self.size}")
+                        raise CopyFailed(f"the source ended early, at byte {pos} of {self.size}")
                     pos += sent
                     self._pos = pos
                     # Counted in bytes written, not crossed: counting the holes
