@@ -23,6 +23,7 @@ from oslo_log import log as logging
 from volmigrate.cmd import output
 from volmigrate.engine import MigrationService, inspection, persistence
 from volmigrate.engine.exceptions import VolmigrateError
+from volmigrate.engine.recovery import LEFTOVER_KEPT
 from volmigrate.engine.units import parse_volume_size
 from volmigrate.flows.cases import CASES
 
@@ -98,6 +99,10 @@ def add_command_parsers(subparsers) -> None:
 
     subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
                                           "process left, and wait until they end")
+
+    subparsers.add_parser("cleanup", help="remove the data that finished (rolled back) "
+                                          "migrations could not delete, once its backend "
+                                          "is enabled; exit 1 if some remains")
 
     p = subparsers.add_parser("demo", help="run real migrations (local backends, then the "
                                            "Storwize simulator) in a temporary directory "
@@ -229,6 +234,21 @@ def _cmd_recover(svc, args) -> int:
     return 0
 
 
+def _cmd_cleanup(svc, args) -> int:
+    """Only the leftovers part of `recover`: one line per leftover, non-zero if some stay."""
+    svc.start(recover=False)
+    results = svc.clean_up_leftovers()
+    if not results:
+        print("Nothing to clean up: no migration left data behind.")
+        return 0
+    for result in results:
+        kept = result["action"] == LEFTOVER_KEPT
+        print(f"Migration {result['migration_id']} of volume {result['volume_id']}: "
+              f"{result['action']} ({result['detail']})",
+              file=sys.stderr if kept else sys.stdout, flush=True)
+    return 1 if any(r["action"] == LEFTOVER_KEPT for r in results) else 0
+
+
 def _cmd_flow(svc, args) -> int:
     backend = persistence.open_backend(svc.db.engine)
     try:
@@ -269,6 +289,7 @@ COMMANDS = {
     "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
     "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
     "detach": _cmd_detach, "recover": _cmd_recover, "flow": _cmd_flow,
+    "cleanup": _cmd_cleanup,
 }
 
 

@@ -161,6 +161,22 @@ class MigrationService:
                      "%(action)s, %(detail)s", action)
         return actions
 
+    def clean_up_leftovers(self) -> list[dict]:
+        """Remove what finished migrations left behind; say what was removed and what was not.
+
+        A roll-back that could not delete a destination (its backend disabled,
+        the delete failed) keeps the hidden row, status error, as the record;
+        this deletes its data through the driver, then the row, once the
+        backend allows. `recover()` does it too. Never touches a running
+        migration; safe from several processes at once.
+        """
+        self._require_started()
+        results = recovery.clean_up_leftovers(self)
+        for result in results:
+            LOG.info("Leftover of migration %(migration_id)s (volume %(volume_id)s) on "
+                     "%(host)s: %(action)s, %(detail)s", result)
+        return results
+
     def stop(self, wait: bool = True) -> None:
         """Stop; with `wait`, let running migrations end first."""
         if self._runtime is None:
