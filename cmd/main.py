@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging as std_logging
 import os
 import sys
 import warnings
@@ -20,9 +21,9 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from volmigrate.cmd import output
+from volmigrate.cmd import faults, output, signals
 from volmigrate.engine import MigrationService, inspection, persistence
-from volmigrate.engine.exceptions import VolmigrateError
+from volmigrate.engine.exceptions import InvalidVolumeState, VolmigrateError
 from volmigrate.engine.recovery import LEFTOVER_KEPT
 from volmigrate.engine.units import parse_volume_size
 from volmigrate.flows.cases import CASES
@@ -126,8 +127,10 @@ def _setup_logging(conf: cfg.ConfigOpts) -> None:
 
 def _cmd_create(svc, args) -> int:
     svc.start(recover=False)
-    volume = svc.create_volume(args.size, args.volume_host, name=args.volume_name)
-    _show_volume(volume, args.format)
+    # A signal waits for the volume and its data to exist, and for it to be shown.
+    with signals.current().held():
+        volume = svc.create_volume(args.size, args.volume_host, name=args.volume_name)
+        _show_volume(volume, args.format)
     return 0
 
 
@@ -140,8 +143,9 @@ def _show_volume(volume: dict, fmt: str) -> None:
 
 def _cmd_delete(svc, args) -> int:
     svc.start(recover=False)
-    svc.delete_volume(args.volume)
-    print(f"Volume {args.volume} deleted.")
+    with signals.current().held():  # never a volume left `deleting`
+        svc.delete_volume(args.volume)
+        output.say(f"Volume {args.volume} deleted.")
     return 0
 
 
@@ -169,83 +173,157 @@ def _cmd_progress(svc, args) -> int:
     return 0
 
 
+# The states of a migration that has ended.
+ENDED = ("success", "error")
+
+
 def _cmd_migrate(svc, args) -> int:
+    """Exit 0 when the volume moved, 1 when the request or the migration failed, and
+    128 + N when signal N stopped it (the migration is then aborted and rolled back)."""
     svc.start(recover=False)
-    response = svc.migrate_volume(args.volume, args.dest_host, lock_volume=args.lock_volume,
-                                  force_host_copy=args.force_host_copy)
-    print(response.message, flush=True)
-    if not response.accepted:
-        return 1
+    response = None
     try:
-        if args.wait:
-            ended = lambda: svc.get_migration(response.migration_id)["state"] in (  # noqa: E731
-                "success", "error")
-            output.follow_progress(lambda: svc.get_migration_progress(args.volume), ended,
-                                   f"volume {args.volume}")
-        migration = svc.wait(response.migration_id)
-    except KeyboardInterrupt:
-        print("Interrupted: aborting the migration...", file=sys.stderr, flush=True)
-        migration = svc.abort_migration(response.migration_id,
-                                        "aborted: the migrate command was interrupted")
-    volume = svc.get_volume(args.volume)
+        with signals.current().held():  # accepted and launched, or neither
+            response = svc.migrate_volume(args.volume, args.dest_host,
+                                          lock_volume=args.lock_volume,
+                                          force_host_copy=args.force_host_copy)
+        output.say(response.message)
+        if not response.accepted:
+            return 1
+        try:
+            if args.wait:
+                ended = lambda: svc.get_migration(  # noqa: E731
+                    response.migration_id)["state"] in ENDED
+                output.follow_progress(lambda: svc.get_migration_progress(args.volume),
+                                       ended, f"volume {args.volume}")
+            migration = svc.wait(response.migration_id)
+        except Exception as exc:
+            # This command broke, not the migration: never leave it running unwatched.
+            _abort_quietly(svc, response.migration_id,
+                           f"aborted: the migrate command failed ({type(exc).__name__})")
+            raise
+    except signals.Interrupted as exc:
+        if response is None or not response.accepted:
+            raise
+        output.say(f"{exc.name} received: aborting migration {response.migration_id} and "
+                   f"rolling it back...")
+        migration = _abort(svc, response.migration_id,
+                           f"aborted: the migrate command received {exc.name}")
+        return _report_migration(svc, args.volume, migration, failed_status=exc.exit_status)
+    return _report_migration(svc, args.volume, migration, failed_status=1)
+
+
+def _abort(svc, migration_id: str, reason: str) -> dict:
+    """Abort a migration and wait for its rollback; return its final row.
+
+    A migration that ended meanwhile is left as it ended; a move inside a
+    backend (which cannot stop half way) is waited for.
+    """
+    LOG.warning("Aborting migration %s: %s", migration_id, reason)
+    try:
+        return svc.abort_migration(migration_id, reason)
+    except InvalidVolumeState as why:
+        migration = svc.get_migration(migration_id)
+        if migration["state"] not in ENDED:
+            output.say(f"{why}: waiting for it to end")
+            migration = svc.wait(migration_id)
+        return migration
+
+
+def _abort_quietly(svc, migration_id: str, reason: str) -> None:
+    try:
+        _abort(svc, migration_id, reason)
+    except Exception:  # the error being reported is the first one
+        LOG.exception("Aborting migration %s failed", migration_id)
+
+
+def _report_migration(svc, volume_ref: str, migration: dict, failed_status: int) -> int:
+    """One line: on stdout when the volume moved, else on stderr."""
+    volume = svc.get_volume(volume_ref)
+    where = (f"(status {volume['status']}, migration_status "
+             f"{volume['migration_status']})")
     if migration["state"] == "success":
-        print(f"Migration {migration['id']} succeeded: volume {args.volume} is now on "
-              f"{volume['host']} (status {volume['status']}, migration_status "
-              f"{volume['migration_status']}).")
+        output.say(f"Migration {migration['id']} succeeded: volume {volume_ref} is now on "
+                   f"{volume['host']} {where}.")
         return 0
-    print(f"Migration {migration['id']} failed: {migration['error']}", file=sys.stderr)
-    print(f"Volume {args.volume} stays on {volume['host']} (status {volume['status']}, "
-          f"migration_status {volume['migration_status']}).", file=sys.stderr)
-    return 1 if args.wait else 0
+    output.error(f"Migration {migration['id']} failed: {migration['error']}; volume "
+                 f"{volume_ref} stays on {volume['host']} {where}.")
+    return failed_status
 
 
 def _cmd_attach(svc, args) -> int:
     svc.start(recover=False)
     volume = svc.attach_volume(args.volume)
-    print(f"Volume {args.volume} attached (status {volume['status']}).")
+    output.say(f"Volume {args.volume} attached (status {volume['status']}).")
     return 0
 
 
 def _cmd_detach(svc, args) -> int:
     svc.start(recover=False)
     volume = svc.detach_volume(args.volume)
-    print(f"Volume {args.volume} detached (status {volume['status']}).")
+    output.say(f"Volume {args.volume} detached (status {volume['status']}).")
     return 0
 
 
 def _cmd_recover(svc, args) -> int:
     svc.start(recover=False)
-    actions = svc.recover()
-    if not actions:
-        print("Nothing to recover: no migration was left without a running flow.")
-        return 0
-    for action in actions:
-        print(f"Migration {action['migration_id']} of volume {action['volume_id']}: "
-              f"{action['action']} ({action['detail']})", flush=True)
+    actions: list[dict] = []
+    try:
+        with signals.current().held():  # every migration claimed is also launched
+            actions = svc.recover()
+        if not actions:
+            output.say("Nothing to recover: no migration was left without a running flow.")
+            return 0
+        for action in actions:
+            output.say(f"Migration {action['migration_id']} of volume {action['volume_id']}: "
+                       f"{action['action']} ({action['detail']})")
+        for action in actions:
+            if action["action"] != "resumed":
+                continue
+            migration = svc.wait(action["migration_id"])
+            volume = svc.get_volume(migration["volume_id"])
+            outcome = migration["state"] + (f": {migration['error']}"
+                                            if migration["error"] else "")
+            output.say(f"Migration {migration['id']} ended {outcome}; volume {volume['id']} "
+                       f"is on {volume['host']} (status {volume['status']}, migration_status "
+                       f"{volume['migration_status']}).")
+    except signals.Interrupted as exc:
+        return _abort_recovered(svc, actions, exc)
+    return 0
+
+
+def _abort_recovered(svc, actions: list[dict], exc: signals.Interrupted) -> int:
+    """Roll back what `recover` resumed and has not finished; one line says what ended."""
+    reason = f"aborted: the recover command received {exc.name}"
+    ended = []
     for action in actions:
         if action["action"] != "resumed":
             continue
-        migration = svc.wait(action["migration_id"])
-        volume = svc.get_volume(migration["volume_id"])
-        outcome = migration["state"] + (f": {migration['error']}" if migration["error"] else "")
-        print(f"Migration {migration['id']} ended {outcome}; volume {volume['id']} is on "
-              f"{volume['host']} (status {volume['status']}, migration_status "
-              f"{volume['migration_status']}).")
-    return 0
+        migration = svc.get_migration(action["migration_id"])
+        if migration["state"] not in ENDED:
+            output.say(f"{exc.name} received: aborting migration {migration['id']} and "
+                       f"rolling it back...")
+            migration = _abort(svc, migration["id"], reason)
+        ended.append(f"migration {migration['id']} of volume {migration['volume_id']} "
+                     f"ended {migration['state']}"
+                     + (f" ({migration['error']})" if migration["error"] else ""))
+    output.error(f"volmigrate: recover stopped by {exc.name}"
+                 + (": " + "; ".join(ended) if ended else ""))
+    return exc.exit_status
 
 
 def _cmd_cleanup(svc, args) -> int:
     """Only the leftovers part of `recover`: one line per leftover, non-zero if some stay."""
     svc.start(recover=False)
-    results = svc.clean_up_leftovers()
+    with signals.current().held():  # a claimed leftover is deleted, or given back
+        results = svc.clean_up_leftovers()
     if not results:
-        print("Nothing to clean up: no migration left data behind.")
+        output.say("Nothing to clean up: no migration left data behind.")
         return 0
     for result in results:
-        kept = result["action"] == LEFTOVER_KEPT
-        print(f"Migration {result['migration_id']} of volume {result['volume_id']}: "
-              f"{result['action']} ({result['detail']})",
-              file=sys.stderr if kept else sys.stdout, flush=True)
+        line = (f"Migration {result['migration_id']} of volume {result['volume_id']}: "
+                f"{result['action']} ({result['detail']})")
+        (output.error if result["action"] == LEFTOVER_KEPT else output.say)(line)
     return 1 if any(r["action"] == LEFTOVER_KEPT for r in results) else 0
 
 
@@ -265,21 +343,25 @@ def _cmd_flow(svc, args) -> int:
                 output.print_json(shown)
             else:
                 output.print_record(shown["migration"], title="migration")
-                print(f"flow {shown['flow_uuid']}: {shown['flow_state']}")
+                output.say(f"flow {shown['flow_uuid']}: {shown['flow_state']}")
                 output.print_rows(shown["atoms"], ("name", "state", "intention", "progress",
                                                    "result"))
                 for atom in shown["atoms"]:
                     if atom["failure"]:
-                        print(f"\n{atom['name']} failed: {atom['failure']['type']}: "
-                              f"{atom['failure']['message']}\n{atom['failure']['traceback']}")
+                        output.say(f"\n{atom['name']} failed: {atom['failure']['type']}: "
+                                   f"{atom['failure']['message']}\n"
+                                   f"{atom['failure']['traceback']}", keep="\n")
         else:
-            graph = inspection.flow_graph(args.target, svc.db, backend)
-            print(inspection.graph_to_dot(graph) if args.format == "dot"
-                  else inspection.graph_to_text(graph), end="")
+            _print_graph(inspection.flow_graph(args.target, svc.db, backend), args.format)
     except LookupError as exc:
-        print(f"volmigrate: {exc}", file=sys.stderr)
+        output.error(f"volmigrate: {exc}")
         return 1
     return 0
+
+
+def _print_graph(graph, fmt: str) -> None:
+    text = inspection.graph_to_dot(graph) if fmt == "dot" else inspection.graph_to_text(graph)
+    sys.stdout.write(output.safe(text, keep="\n"))
 
 
 # Simulators of hardware we cannot have, each a module with main(argv) -> int.
@@ -294,6 +376,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status: 0 done, 1 failed (one line on stderr says
+    why), 2 bad usage or configuration, 128 + N stopped by signal N."""
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
     conf.register_cli_opt(command_opt)
@@ -302,10 +386,27 @@ def main(argv: list[str] | None = None) -> int:
         # A simulator parses its own options and needs no volmigrate config.
         module = importlib.import_module(SIMULATORS[argv[1]])
         return module.main(argv[2:])
+    # A log that cannot be written (a full state filesystem) must not print
+    # logging's own tracebacks on the terminal; the command's line says what failed.
+    std_logging.raiseExceptions = False
+    guard = signals.SignalGuard()
+    with output.protected_std_streams():
+        guard.install()
+        try:
+            return _main(conf, argv)
+        except signals.Interrupted as exc:
+            output.error(f"volmigrate: stopped by {exc.name}")
+            return exc.exit_status
+        finally:
+            guard.uninstall()
+
+
+def _main(conf: cfg.ConfigOpts, argv: list[str]) -> int:
     try:
-        conf(argv, project="volmigrate")
+        with output.escaping_stderr():  # argparse repeats what was typed
+            conf(argv, project="volmigrate")
     except (cfg.Error, ValueError) as exc:
-        print(f"volmigrate: {exc}", file=sys.stderr)
+        output.error(f"volmigrate: {exc}")
         return 2
     if conf.command.name == "demo":
         from volmigrate.cmd import demo
@@ -313,25 +414,26 @@ def main(argv: list[str] | None = None) -> int:
             parse_volume_size(conf.command.size)
             return demo.run(conf.command.size, keep=conf.command.keep)
         except ValueError as exc:
-            print(f"volmigrate: {exc}", file=sys.stderr)
+            output.error(f"volmigrate: {exc}")
             return 2
     command = conf.command
     if command.name == "flow" and command.flow_action == "graph" \
             and command.target in CASES:  # a case's graph needs no service
-        graph = inspection.case_graph(command.target)
-        print(inspection.graph_to_dot(graph) if command.format == "dot"
-              else inspection.graph_to_text(graph), end="")
+        _print_graph(inspection.case_graph(command.target), command.format)
         return 0
     svc = MigrationService(conf)
+    logging_ready = False
     try:
-        svc.connect()
-        _setup_logging(conf)
-        return COMMANDS[conf.command.name](svc, conf.command)
-    except VolmigrateError as exc:
-        print(f"volmigrate: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        svc.stop()
+        try:
+            svc.connect()
+            _setup_logging(conf)
+            logging_ready = True
+            return COMMANDS[conf.command.name](svc, conf.command)
+        finally:
+            signals.current().stop_raising()  # svc.stop() below must run to its end
+            svc.stop()
+    except Exception as exc:
+        return faults.report(exc, conf, svc, logging_ready, _setup_logging)
 
 
 if __name__ == "__main__":

@@ -302,14 +302,42 @@ class MigrationService:
             raise BackendError(f"volume {volume['id']} is on backend {backend}, which this "
                                f"service does not have enabled") from None
 
-    @staticmethod
-    def _why_busy(volume: dict, action: str) -> str:
+    def _why_busy(self, volume: dict, action: str) -> str:
+        orphan = self._orphaned_migration(volume)
+        if orphan:
+            return f"volume {volume['id']} cannot be {action}: {orphan}"
         if volume["migration_status"] in models.MIGRATION_RUNNING_STATES:
             return (f"volume {volume['id']} is being migrated (migration_status "
                     f"{volume['migration_status']}) and cannot be {action}")
         if volume["attach_status"] == models.ATTACH_ATTACHED:
             return f"volume {volume['id']} is attached (status {volume['status']}); detach it first"
         return f"volume {volume['id']} is {volume['status']} and cannot be {action}"
+
+    def _orphaned_migration(self, volume: dict) -> str | None:
+        """Why the volume is busy when the process running its migration is gone.
+
+        Such a migration (its command killed, its host crashed) holds the volume
+        `migrating` (and `maintenance`) until `volmigrate recover` resumes or
+        rolls it back: a refusal must say so rather than "try later".
+        """
+        busy = (volume["migration_status"] in models.MIGRATION_RUNNING_STATES
+                or volume["status"] == models.STATUS_MAINTENANCE)
+        if not busy or self.db is None:
+            return None
+        migration = self.db.latest_migration(volume["id"])
+        if (migration is None or migration["state"] not in models.STATES_UNFINISHED
+                or migration["owner"] == self.identity):
+            return None
+        stale_after = 6 * self.conf.migration_heartbeat_interval  # as recovery judges it
+        if ownership.owner_alive(migration["owner"], migration["heartbeat_at"], stale_after):
+            return None
+        owner = (migration["owner"] or "").split("/")
+        who = (f"process {owner[2]} on {owner[0]}" if len(owner) == 4
+               else "a process")
+        return (f"its migration {migration['id']} (migration_status "
+                f"{volume['migration_status']}, status {volume['status']}) was left "
+                f"unfinished by {who}, which is gone: run `volmigrate recover` to resume "
+                f"or roll it back")
 
     # -- migrations ----------------------------------------------------------
     def migrate_volume(self, volume_id: str, host: str, lock_volume: bool = False,
@@ -335,6 +363,9 @@ class MigrationService:
         source_driver = self._driver_of(volume)
         if str(dest) == volume["host"]:
             raise InvalidInput(f"volume {volume_id} is already on host {dest}")
+        orphan = self._orphaned_migration(volume)
+        if orphan:
+            raise InvalidVolumeState(f"volume {volume_id} cannot be migrated: {orphan}")
         if volume["migration_status"] in models.MIGRATION_RUNNING_STATES:
             raise InvalidVolumeState(
                 f"volume {volume_id} is already being migrated (migration_status "
@@ -577,6 +608,9 @@ class MigrationService:
     def _attach_or_detach(self, volume_id: str, attach: bool) -> dict:
         action = "attach" if attach else "detach"
         volume = self.get_volume(volume_id)
+        orphan = self._orphaned_migration(volume)
+        if orphan:  # nobody would answer an abort: do not wait for one
+            raise InvalidVolumeState(f"volume {volume_id} cannot be {action}ed: {orphan}")
         if volume["status"] == models.STATUS_MAINTENANCE:
             raise VolumeLocked(
                 f"volume {volume_id} is locked by a running migration (status maintenance): "
