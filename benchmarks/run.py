@@ -50,7 +50,7 @@ class _LockedCounter(logging.Handler):
 
 
 class _VerifiedTimes(logging.Handler):
-    """Collects the seconds each verification took, from the copy task's log line."""
+    """Collects the seconds each verification took, from the prove-destination log line."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

@@ -97,7 +97,13 @@ class WaitForDriverMove(task.Task):
         ref = volume_ref(volume)
         succeeded = False
         try:
-            if driver.get_volume_stats().get("migration_progress_report"):
+            try:
+                reports = driver.get_volume_stats().get("migration_progress_report")
+            except Exception as exc:  # the polls below tell whether it is lost for good
+                LOG.warning("Migration %s: the backend's capabilities cannot be read (%s); "
+                            "its progress will not be reported", migration_id, exc)
+                reports = False
+            if reports:
                 tracker.copy_started(lambda: self._moved(driver, ref))
             errors, delay = 0, POLL_FIRST_SECONDS
             while True:
