@@ -41,7 +41,7 @@ from volmigrate.engine.units import parse_size, parse_volume_size
 from volmigrate.flows import constants as flow_c
 from volmigrate.flows import cases, runtime
 from volmigrate.flows.reporting import percent_of
-from volmigrate.flows.volume_tasks import volume_ref
+from volmigrate.flows.volume_tasks import identity_text, volume_ref
 
 LOG = logging.getLogger(__name__)
 
@@ -253,7 +253,14 @@ class MigrationService:
             self.db.update_volume(row["id"], {"status": models.STATUS_ERROR})
             raise BackendError(f"creating volume {row['id']} on {resolved} failed: "
                                f"{exc}") from exc
-        self.db.update_volume(row["id"], dict(update, status=models.STATUS_AVAILABLE))
+        try:
+            identity = identity_text(driver, dict(row, **update))
+        except DriverError as exc:
+            self.db.update_volume(row["id"], {"status": models.STATUS_ERROR})
+            raise BackendError(f"volume {row['id']} was created on {resolved} but cannot be "
+                               f"found there: {exc}") from exc
+        self.db.update_volume(row["id"], dict(update, status=models.STATUS_AVAILABLE,
+                                              provider_id=identity))
         LOG.info("Created volume %s (%d bytes) on %s", row["id"], size_bytes, resolved)
         return self.db.get_volume(row["id"])
 
