@@ -15,7 +15,7 @@ import time
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, fill_random, host, sha256_of, write_config
+from vmtest import MiB, fill_random, host, sha256_of, wait_for, write_config
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -88,6 +88,13 @@ class Setup:
         assert self.svc.get_volume(self.other["id"]) == self.other  # bystander untouched
         return migration
 
+    def set_option(self, name, value):
+        """Change a [DEFAULT] option of the config file, as an administrator would."""
+        text = open(self.conf_path).read()
+        text, found = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value}", text)
+        assert found == 1, name
+        open(self.conf_path, "w").write(text)
+
     def recover(self, kill_at=None):
         proc = self.cli("recover", kill_at=kill_at)
         if kill_at is None:
@@ -133,7 +140,25 @@ def test_kill_during_revert(setup):
     assert "injected failure of connect" in migration["error"]
 
 
-def _kill_at_fraction(s, size, fraction, command=("migrate",)):
+def _children(pid):
+    """The processes `pid` started (a dd, say): those whose parent it is in /proc."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):  # not a process, or gone
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def _kill_at_fraction(s, size, fraction, command=("migrate",), orphans=None):
+    """kill -9 the command once its copy has reported `fraction` of `size`.
+
+    `orphans`, a set, receives the processes it had started: they outlive it.
+    """
     proc = s.migrate(wait=False) if command == ("migrate",) else s.cli(*command, wait=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -145,6 +170,8 @@ def _kill_at_fraction(s, size, fraction, command=("migrate",)):
         proc.kill()
         raise AssertionError("the copy did not progress")
     position = s.migration_now()["progress_bytes"]
+    if orphans is not None:
+        orphans.update(_children(proc.pid))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
@@ -154,12 +181,15 @@ def _kill_at_fraction(s, size, fraction, command=("migrate",)):
 @pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
 def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
     size, checkpoint = 256 * MiB, 32 * MiB
-    s = setup(size=size, volume_copy_bps_limit=128 * MiB,
+    # Held at 32 MiB/s (8 s) so that the kill lands before the end even at 90%;
+    # the recovery copies at full speed.
+    s = setup(size=size, volume_copy_bps_limit=32 * MiB,
               migration_checkpoint_size=checkpoint)
     position = _kill_at_fraction(s, size, fraction)
     durable = s.migration_now()["bytes_copied"]
     assert 0 < durable <= size
 
+    s.set_option("volume_copy_bps_limit", 0)
     s.recover()
     s.assert_consistent(expect_state="success")
     resumed = re.findall(r"the copy wrote (\d+) bytes \(from byte (\d+) of (\d+)\)", s.log())
@@ -176,14 +206,16 @@ def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
 
 def test_killed_twice_in_a_row(setup):
     size = 64 * MiB
-    s = setup(size=size, volume_copy_bps_limit=64 * MiB, migration_checkpoint_size=8 * MiB)
+    # Held at 16 MiB/s (4 s) so that each kill lands before the end of its copy.
+    s = setup(size=size, volume_copy_bps_limit=16 * MiB, migration_checkpoint_size=8 * MiB)
     _kill_at_fraction(s, size, 0.3)
     first_checkpoint = s.migration_now()["bytes_copied"]
     # The recovery itself dies in the middle of the resumed copy...
     _kill_at_fraction(s, size, 0.6, command=("recover",))
     assert s.volume_now()["status"] == "maintenance"
     assert s.migration_now()["bytes_copied"] > first_checkpoint
-    # ...and the next one finishes it.
+    # ...and the next one finishes it (at full speed).
+    s.set_option("volume_copy_bps_limit", 0)
     s.recover()
     s.assert_consistent(expect_state="success")
 
@@ -217,8 +249,10 @@ def test_missing_flow_detail_is_rolled_back_with_a_reason(setup):
 
 def test_two_recoveries_at_once_resume_the_flow_only_once(setup):
     size = 64 * MiB
-    s = setup(size=size, volume_copy_bps_limit=64 * MiB)
+    # Held at 16 MiB/s (4 s) so that the kill lands before the end of the copy.
+    s = setup(size=size, volume_copy_bps_limit=16 * MiB)
     _kill_at_fraction(s, size, 0.3)
+    s.set_option("volume_copy_bps_limit", 0)
     first, second = s.cli("recover", wait=False), s.cli("recover", wait=False)
     outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
     assert first.returncode == second.returncode == 0
@@ -257,11 +291,15 @@ def test_backend_gone_at_recovery_is_rolled_back_where_possible(setup, tmp_path)
                     reason="loop devices need root and /dev/loop-control")
 def test_kill_during_a_copy_between_loop_devices(setup, tmp_path):
     size = 128 * MiB
-    s = setup(size=size, volume_copy_bps_limit=64 * MiB, migration_checkpoint_size=16 * MiB,
+    # The copy is held (16 MiB/s: 8 s) so that the kill lands in its middle...
+    s = setup(size=size, volume_copy_bps_limit=16 * MiB, migration_checkpoint_size=16 * MiB,
               backends={"a": {"local_access": "block"}, "b": {"local_access": "block"}})
     state_dir = str(tmp_path / "state")
-    _kill_at_fraction(s, size, 0.5)
-    time.sleep(0.3)  # the orphaned dd run ends
+    orphans = set()
+    _kill_at_fraction(s, size, 0.25, orphans=orphans)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in orphans),
+             timeout=60)  # what it started (a dd) has ended too
+    s.set_option("volume_copy_bps_limit", 0)  # ...and the recovery need not wait
     leftover = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
                               capture_output=True, text=True).stdout
     assert state_dir in leftover  # the crash left the loop devices attached...

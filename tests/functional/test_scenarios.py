@@ -8,7 +8,6 @@ is left behind on either side.
 """
 
 import os
-import time
 
 import pytest
 
@@ -26,14 +25,14 @@ class World:
     """One service with every kind of backend, and a way to list each one's objects."""
 
     def __init__(self, make_service, make_vg, make_array, tmp_path, array_options=None,
-                 **defaults):
+                 ssh_retries=3, **defaults):
         self.vg1, self.vg2 = make_vg(), make_vg()
         self.array = make_array(**(array_options or {}))
         self.tmp_path = tmp_path
         defaults.setdefault("volume_copy_bps_limit", str(256 * MiB))  # progress to see
         self.svc = make_service(backends={
             "lvm1": self.vg1.backend(), "lvm2": self.vg2.backend(),
-            "svc": self.array.backend(storwize_ssh_retries="3"),
+            "svc": self.array.backend(storwize_ssh_retries=str(ssh_retries)),
             "local": {}, "obj": {"volume_driver": "objectstore"},
         }, **defaults)
 
@@ -190,18 +189,27 @@ def test_pool_out_of_space_for_a_host_copy(make_service, make_vg, make_array, tm
     assert world.vg1.lvs() == [f"volume-{volume['id']}"]
 
 
-def test_ssh_drops_mid_move_and_comes_back(make_service, make_vg, make_array, tmp_path):
+def test_ssh_drops_mid_move_and_comes_back(make_service, make_vg, make_array, tmp_path,
+                                           caplog):
+    # The move is held (72 MiB at 4 MiB/s: 18 s) so that it is surely cut in the
+    # middle; the array comes back faster, to finish it soon. Up to 8 attempts
+    # per SSH call (about 10 s) cover the restart of the array on a slow machine.
     world = World(make_service, make_vg, make_array, tmp_path,
-                  array_options={"migrate_rate": "32M"})
+                  array_options={"migrate_rate": "4M"}, ssh_retries=8)
     svc, array = world.svc, world.array
     volume = svc.create_volume(SIZE, host("svc") + "#pool1")
     before = write_volume(svc, volume, DATA)
     response = svc.migrate_volume(volume["id"], host("svc") + "#pool2")
     wait_for(lambda: (svc.get_migration(response.migration_id)["progress_reports"] or 0) >= 2,
              timeout=30)
+    caplog.clear()
     array.kill()  # the array's SSH service goes away mid-move...
-    time.sleep(1.0)
-    array.start()  # ...and comes back on the same port; the move resumes on the array
+    # ...the service notices (a call to the array fails and is tried again)...
+    wait_for(lambda: any("trying again" in r.getMessage() for r in caplog.records),
+             timeout=30)
+    assert svc.get_migration(response.migration_id)["state"] == "running"
+    array.migrate_rate = "64M"
+    array.start()  # ...and it comes back on the same port; the move resumes on the array
     migration = svc.wait(response.migration_id, 120)
     assert migration["state"] == "success", migration["error"]
     moved = svc.get_volume(volume["id"])

@@ -316,7 +316,12 @@ def test_migratevdisk_moves_the_data_in_the_background(array, shell):
     assert sorted(os.listdir(os.path.join(array.data_dir, "pool2"))) == ["other", "v1"]
 
 
-def test_kill_9_mid_move_then_restart(array, shell):
+def test_kill_9_mid_move_then_restart(make_array):
+    # 16 MiB/s: the 96 MiB move lasts 6 s, so the kill lands in its middle and
+    # the restarted array still moves when it is asked (3 s left); it saves its
+    # position every second (a sixth of the move).
+    array = make_array(migrate_rate="16M")
+    shell = Shell(array)
     size = 96 * MiB
     shell.ok(f"svctask mkvdisk -name v1 -mdiskgrp pool1 -iogrp 0 -size {size} -unit b")
     shell.ok("svctask mkvdiskhostmap -host h1 v1")
@@ -324,10 +329,9 @@ def test_kill_9_mid_move_then_restart(array, shell):
     write_random(source, [(0, size)])
     before = sha256(source)
     shell.ok("svctask migratevdisk -mdiskgrp pool2 -vdisk v1")
-    wait_for(lambda: shell.progress() >= 45, timeout=10)
+    wait_for(lambda: shell.progress() >= 45, timeout=30)
     shell.close()
-    array.kill()  # SIGKILL: no chance to save anything
-    time.sleep(0.5)
+    array.kill()  # SIGKILL (and waited for): no chance to save anything
     array.start()  # the same data dir, the same port
 
     again = Shell(array)
@@ -558,8 +562,10 @@ def test_driver_assisted_move(array, shell, tmp_path):
         driver.volume_pool(volume())
 
 
-def test_driver_retries_while_the_array_restarts(array, tmp_path):
-    driver = make_driver(array, tmp_path, storwize_ssh_retries=8)
+def test_driver_retries_while_the_array_restarts(array, tmp_path, caplog):
+    # 12 attempts wait up to about 18 s in all: far longer than a restart of
+    # the array takes on a slow machine.
+    driver = make_driver(array, tmp_path, storwize_ssh_retries=12)
     vol = volume()
     driver.create_volume(vol)
     array.kill()
@@ -571,9 +577,12 @@ def test_driver_retries_while_the_array_restarts(array, tmp_path):
         except Exception as exc:  # reported below
             result["error"] = exc
 
+    caplog.clear()
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.6)  # a few attempts fail meanwhile
+    # A few attempts fail meanwhile.
+    wait_for(lambda: sum("trying again" in r.getMessage() for r in caplog.records) >= 2,
+             timeout=30)
     assert caller.is_alive()
     array.start()  # the same port: the pooled connection is dead, a new one works
     caller.join(timeout=20)
