@@ -88,7 +88,8 @@ class CreateDestinationVolume(task.Task):
             rt.driver_for_host(dest["host"]).delete_volume(volume_ref(dest))
         except Exception as exc:  # keep reverting: the volume must end usable
             _cleanup_problem(migration_id, f"destination {migration_id} on {dest['host']} "
-                                           f"could not be deleted: {exc}")
+                                           f"could not be deleted: {exc}; `volmigrate "
+                                           f"recover` or `volmigrate cleanup` will try again")
             rt.db.update_volume(migration_id, {"status": models.STATUS_ERROR})
             return
         rt.db.delete_volume_row(migration_id)
