@@ -21,7 +21,7 @@ from oslo_log import log as logging
 from sqlalchemy.engine import make_url
 
 from volmigrate.cmd import output
-from volmigrate.engine import opts
+from volmigrate.engine import MigrationService, opts
 from volmigrate.engine.exceptions import VolmigrateError
 
 LOG = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _database_url(conf: cfg.ConfigOpts) -> str:
         return "(the configured [database] connection)"
 
 
-def _left_for_recover(svc) -> list[dict] | None:
+def _left_for_recover(svc: MigrationService) -> list[dict] | None:
     """Migrations this process runs that have not ended (None: cannot tell)."""
     if svc.tf_backend is None:  # never started: it ran no migration
         return []
@@ -69,7 +69,7 @@ def _left_for_recover(svc) -> list[dict] | None:
         return None
 
 
-def database_line(exc: BaseException, conf: cfg.ConfigOpts, svc) -> str:
+def database_line(exc: BaseException, conf: cfg.ConfigOpts, svc: MigrationService) -> str:
     words = _database_words(exc)
     writing = any(w in words.lower() for w in _CANNOT_WRITE)
     line = (f"volmigrate: cannot {'write' if writing else 'use'} the state database "
@@ -97,7 +97,7 @@ def log_location(conf: cfg.ConfigOpts) -> str:
     return "the log on stderr" if conf.use_stderr else "the log"
 
 
-def report(exc: Exception, conf: cfg.ConfigOpts, svc, logging_ready: bool,
+def report(exc: Exception, conf: cfg.ConfigOpts, svc: MigrationService, logging_ready: bool,
            setup_logging: Callable[[cfg.ConfigOpts], None]) -> int:
     """Print the one line for a failed command, log the details; the exit status (1)."""
     failed = database_error(exc)

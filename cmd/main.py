@@ -21,9 +21,9 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from volmigrate.cmd import faults, output, signals
+from volmigrate.cmd import faults, migrations, output, signals
 from volmigrate.engine import MigrationService, inspection, persistence
-from volmigrate.engine.exceptions import InvalidVolumeState, VolmigrateError
+from volmigrate.engine.exceptions import VolmigrateError
 from volmigrate.engine.recovery import LEFTOVER_KEPT
 from volmigrate.engine.units import parse_volume_size
 from volmigrate.flows.cases import CASES
@@ -173,84 +173,6 @@ def _cmd_progress(svc, args) -> int:
     return 0
 
 
-# The states of a migration that has ended.
-ENDED = ("success", "error")
-
-
-def _cmd_migrate(svc, args) -> int:
-    """Exit 0 when the volume moved, 1 when the request or the migration failed, and
-    128 + N when signal N stopped it (the migration is then aborted and rolled back)."""
-    svc.start(recover=False)
-    response = None
-    try:
-        with signals.current().held():  # accepted and launched, or neither
-            response = svc.migrate_volume(args.volume, args.dest_host,
-                                          lock_volume=args.lock_volume,
-                                          force_host_copy=args.force_host_copy)
-        output.say(response.message)
-        if not response.accepted:
-            return 1
-        try:
-            if args.wait:
-                ended = lambda: svc.get_migration(  # noqa: E731
-                    response.migration_id)["state"] in ENDED
-                output.follow_progress(lambda: svc.get_migration_progress(args.volume),
-                                       ended, f"volume {args.volume}")
-            migration = svc.wait(response.migration_id)
-        except Exception as exc:
-            # This command broke, not the migration: never leave it running unwatched.
-            _abort_quietly(svc, response.migration_id,
-                           f"aborted: the migrate command failed ({type(exc).__name__})")
-            raise
-    except signals.Interrupted as exc:
-        if response is None or not response.accepted:
-            raise
-        output.say(f"{exc.name} received: aborting migration {response.migration_id} and "
-                   f"rolling it back...")
-        migration = _abort(svc, response.migration_id,
-                           f"aborted: the migrate command received {exc.name}")
-        return _report_migration(svc, args.volume, migration, failed_status=exc.exit_status)
-    return _report_migration(svc, args.volume, migration, failed_status=1)
-
-
-def _abort(svc, migration_id: str, reason: str) -> dict:
-    """Abort a migration and wait for its rollback; return its final row.
-
-    A migration that ended meanwhile is left as it ended; a move inside a
-    backend (which cannot stop half way) is waited for.
-    """
-    LOG.warning("Aborting migration %s: %s", migration_id, reason)
-    try:
-        return svc.abort_migration(migration_id, reason)
-    except InvalidVolumeState as why:
-        migration = svc.get_migration(migration_id)
-        if migration["state"] not in ENDED:
-            output.say(f"{why}: waiting for it to end")
-            migration = svc.wait(migration_id)
-        return migration
-
-
-def _abort_quietly(svc, migration_id: str, reason: str) -> None:
-    try:
-        _abort(svc, migration_id, reason)
-    except Exception:  # the error being reported is the first one
-        LOG.exception("Aborting migration %s failed", migration_id)
-
-
-def _report_migration(svc, volume_ref: str, migration: dict, failed_status: int) -> int:
-    """One line: on stdout when the volume moved, else on stderr."""
-    volume = svc.get_volume(volume_ref)
-    where = (f"(status {volume['status']}, migration_status "
-             f"{volume['migration_status']})")
-    if migration["state"] == "success":
-        output.say(f"Migration {migration['id']} succeeded: volume {volume_ref} is now on "
-                   f"{volume['host']} {where}.")
-        return 0
-    output.error(f"Migration {migration['id']} failed: {migration['error']}; volume "
-                 f"{volume_ref} stays on {volume['host']} {where}.")
-    return failed_status
-
-
 def _cmd_attach(svc, args) -> int:
     svc.start(recover=False)
     volume = svc.attach_volume(args.volume)
@@ -263,53 +185,6 @@ def _cmd_detach(svc, args) -> int:
     volume = svc.detach_volume(args.volume)
     output.say(f"Volume {args.volume} detached (status {volume['status']}).")
     return 0
-
-
-def _cmd_recover(svc, args) -> int:
-    svc.start(recover=False)
-    actions: list[dict] = []
-    try:
-        with signals.current().held():  # every migration claimed is also launched
-            actions = svc.recover()
-        if not actions:
-            output.say("Nothing to recover: no migration was left without a running flow.")
-            return 0
-        for action in actions:
-            output.say(f"Migration {action['migration_id']} of volume {action['volume_id']}: "
-                       f"{action['action']} ({action['detail']})")
-        for action in actions:
-            if action["action"] != "resumed":
-                continue
-            migration = svc.wait(action["migration_id"])
-            volume = svc.get_volume(migration["volume_id"])
-            outcome = migration["state"] + (f": {migration['error']}"
-                                            if migration["error"] else "")
-            output.say(f"Migration {migration['id']} ended {outcome}; volume {volume['id']} "
-                       f"is on {volume['host']} (status {volume['status']}, migration_status "
-                       f"{volume['migration_status']}).")
-    except signals.Interrupted as exc:
-        return _abort_recovered(svc, actions, exc)
-    return 0
-
-
-def _abort_recovered(svc, actions: list[dict], exc: signals.Interrupted) -> int:
-    """Roll back what `recover` resumed and has not finished; one line says what ended."""
-    reason = f"aborted: the recover command received {exc.name}"
-    ended = []
-    for action in actions:
-        if action["action"] != "resumed":
-            continue
-        migration = svc.get_migration(action["migration_id"])
-        if migration["state"] not in ENDED:
-            output.say(f"{exc.name} received: aborting migration {migration['id']} and "
-                       f"rolling it back...")
-            migration = _abort(svc, migration["id"], reason)
-        ended.append(f"migration {migration['id']} of volume {migration['volume_id']} "
-                     f"ended {migration['state']}"
-                     + (f" ({migration['error']})" if migration["error"] else ""))
-    output.error(f"volmigrate: recover stopped by {exc.name}"
-                 + (": " + "; ".join(ended) if ended else ""))
-    return exc.exit_status
 
 
 def _cmd_cleanup(svc, args) -> int:
@@ -369,8 +244,8 @@ SIMULATORS = {"storwize": "volmigrate.drivers.simulators.storwize"}
 
 COMMANDS = {
     "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
-    "migrate": _cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
-    "detach": _cmd_detach, "recover": _cmd_recover, "flow": _cmd_flow,
+    "migrate": migrations.cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
+    "detach": _cmd_detach, "recover": migrations.cmd_recover, "flow": _cmd_flow,
     "cleanup": _cmd_cleanup,
 }
 
