@@ -286,13 +286,15 @@ class MigrationService:
     def delete_volume(self, volume_id: str) -> None:
         self._require_started()
         volume = self.get_volume(volume_id)
+        # Before the volume is marked deleting: a backend not enabled here must
+        # leave it as it was, not stuck `deleting`.
+        driver = self._driver_of(volume)
         deletable = (models.STATUS_AVAILABLE, models.STATUS_ERROR)
         if not self.db.update_volume(volume["id"], {"status": models.STATUS_DELETING}, {
                 "status": deletable, "attach_status": models.ATTACH_DETACHED,
                 "migration_status": db_api.Not(*models.MIGRATION_RUNNING_STATES)}):
             volume = self.get_volume(volume_id)
             raise InvalidVolumeState(self._why_busy(volume, "deleted"))
-        driver = self._driver_of(volume)
         try:
             driver.delete_volume(volume_ref(volume))
         except DriverError as exc:

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from vmtest import IS_ROOT, MiB, fill_random, host, notifications, sha256_of, volume_files
+from volmigrate.engine.exceptions import BackendError
 
 SIZE = 32 * MiB
 FAULTY = "vmtest_faulty:FaultyLocalDriver"
@@ -95,3 +96,15 @@ def test_copy_fails_when_the_destination_cannot_be_opened(make_service, tmp_path
     svc.drivers["b"].connect_volume = connect_to_a_directory
     response = svc.migrate_volume(volume["id"], host("b"))
     _assert_clean_failure(svc, tmp_path, volume, before, response, OPEN_FAILURES[method])
+
+
+def test_delete_on_a_disabled_backend_changes_nothing(make_service):
+    svc = make_service()
+    volume = svc.create_volume(MiB, host("b"))
+    svc.stop()
+    svc = make_service(backends={"a": {}})  # backend b is no longer enabled
+    with pytest.raises(BackendError, match="does not have enabled"):
+        svc.delete_volume(volume["id"])
+    after = svc.get_volume(volume["id"])
+    assert after["status"] == "available"  # not stuck `deleting`
+    assert os.path.exists(after["provider_location"])
