@@ -22,7 +22,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from volmigrate.cmd import faults, migrations, output, signals
-from volmigrate.engine import MigrationService, inspection, persistence
+from volmigrate.engine import MigrationService, backends, inspection, persistence
 from volmigrate.engine.exceptions import VolmigrateError
 from volmigrate.engine.recovery import LEFTOVER_KEPT
 from volmigrate.engine.units import parse_volume_size
@@ -117,12 +117,32 @@ command_opt = cfg.SubCommandOpt("command", title="Commands", handler=add_command
 
 
 def _setup_logging(conf: cfg.ConfigOpts) -> None:
+    """Log to <state_path>/volmigrate.log unless the configuration says where.
+
+    That file is the "server log" the accepted message points to, away from
+    the terminal. When it cannot be written (a read-only state directory,
+    where only the commands that read work), the log goes to stderr with
+    warnings and errors only: a command that reads stays quiet, and what would
+    explain a failure is not lost. The file is opened here first so that
+    oslo.log is never asked to open a file it cannot.
+    """
     logging.set_defaults(default_log_levels=logging.get_default_log_levels() + QUIET_LOGGERS)
+    unwritable = False
     if not (conf.log_file or conf.log_dir or conf.use_stderr or conf.use_journal):
-        # The "server log" the accepted message points to, away from the terminal.
-        os.makedirs(conf.state_path, exist_ok=True)
-        conf.set_override("log_file", os.path.join(conf.state_path, "volmigrate.log"))
+        path = os.path.join(conf.state_path, "volmigrate.log")
+        try:
+            os.makedirs(conf.state_path, exist_ok=True)
+            with open(path, "a"):
+                pass
+        except OSError:
+            unwritable = True
+            conf.set_override("use_stderr", True)
+        else:
+            conf.set_override("log_file", path)
     logging.setup(conf, "volmigrate")
+    if unwritable:
+        for handler in std_logging.getLogger().handlers:
+            handler.setLevel(std_logging.WARNING)
 
 
 def _cmd_create(svc, args) -> int:
@@ -303,6 +323,8 @@ def _main(conf: cfg.ConfigOpts, argv: list[str]) -> int:
             svc.connect()
             _setup_logging(conf)
             logging_ready = True
+            for warning in backends.unknown_options(conf):  # ignored by oslo.config
+                output.error(f"volmigrate: warning: {warning}")
             return COMMANDS[conf.command.name](svc, conf.command)
         finally:
             signals.current().stop_raising()  # svc.stop() below must run to its end

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import os
+import sqlite3
+import stat
+import urllib.parse
+import weakref
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from oslo_log import log as logging
 from sqlalchemy.engine import Engine
 
 from volmigrate.db import migrations
 
+LOG = logging.getLogger(__name__)
+
 # Seconds a writer waits for SQLite's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 60
+
+# Why each engine opened read-only cannot write (see create_engine).
+_READ_ONLY: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+class SchemaNotWritable(Exception):
+    """The schema is behind the installed code and the database cannot be written."""
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -28,18 +46,120 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def sqlite_path(url: str | sa.engine.URL) -> str | None:
+    """The absolute path of a SQLite URL's file; None for another database or memory."""
+    parsed = sa.engine.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def why_not_writable(url: str | sa.engine.URL) -> str | None:
+    """Why a SQLite database cannot be written here (its file or its folder), in the
+    system's words; None when it can, or when it is no SQLite file.
+
+    Asked without writing anything (a read-only state directory must stay
+    untouched by the commands that only read it) and without opening the file:
+    closing any descriptor of a SQLite file drops every POSIX lock this
+    process holds on it, so that another process would take our open
+    connections for gone and remove the WAL under them ("disk I/O error").
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return None  # created by create_engine, or its error says why not
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return f"{os.strerror(errno.EROFS)} (its folder {folder})"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        if _mode_allows_writing(os.stat(path)):
+            return (f"{os.strerror(errno.EPERM)} (an immutable or append-only file? "
+                    f"see lsattr)")
+        return os.strerror(errno.EACCES)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{os.strerror(errno.EACCES)} (its folder {folder})"
+    return None
+
+
+def _mode_allows_writing(st: os.stat_result) -> bool:
+    """Whether owner, group and mode let this process write (root always may): if
+    so and access() still says no, an attribute (chattr +i or +a) forbids it."""
+    if os.geteuid() == 0:
+        return True
+    if st.st_uid == os.geteuid():
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid in os.getgroups() or st.st_gid == os.getegid():
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
+def read_only_reason(engine: Engine) -> str | None:
+    """Why `engine` was opened read-only (see create_engine); None if it was not."""
+    return _READ_ONLY.get(engine)
+
+
+def _connect_read_only(path: str) -> sqlite3.Connection:
+    """A read-only SQLite connection that writes nothing beside the file.
+
+    In WAL mode a reader needs the -wal and -shm files. A writer keeps them
+    while it has the database open (SQLite removes them when the last
+    connection closes): when they exist, ``mode=ro`` reads through them.
+    Otherwise no writer is active; when none can come either (a read-only
+    folder, an immutable file), ``immutable=1`` reads the file alone, without
+    creating them (which a read-only folder forbids, and which a reader would
+    leave behind). Only a file that its owner may still write is read with
+    ``mode=ro``, SQLite creating the -shm through which it sees that writer.
+    """
+    folder = os.path.dirname(path)
+    shared = all(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
+    frozen = not os.access(folder, os.W_OK) or (
+        not os.access(path, os.W_OK) and _mode_allows_writing(os.stat(path)))
+    mode = "ro&immutable=1" if frozen and not shared else "ro"
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode={mode}", uri=True,
+                           timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)
+
+
+def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
+    # No journal_mode: changing it writes the database header.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
 def create_engine(url: str) -> Engine:
-    """Build the engine for `url`, creating the SQLite file's folder if needed."""
+    """Build the engine for `url`, creating the SQLite file's folder if needed.
+
+    A SQLite database that cannot be written (a read-only state directory, an
+    immutable file) is opened read-only, so that the commands that only read
+    (list, show, progress) still work there; ``read_only_reason()`` tells, and
+    a service must not start on it.
+    """
     parsed = sa.engine.make_url(url)
     kwargs: dict = {}
+    path = sqlite_path(parsed)
+    reason = None
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+        if path is not None:
+            reason = why_not_writable(parsed)
+            if reason is None:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            elif not os.path.exists(path):
+                raise FileNotFoundError(errno.ENOENT, f"no database at {path}, and it "
+                                                      f"cannot be created: {reason}")
+            else:
+                kwargs["creator"] = functools.partial(_connect_read_only, path)
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
     engine = sa.create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect",
+                        _sqlite_read_only_pragmas if reason else _sqlite_pragmas)
+    if reason:
+        _READ_ONLY[engine] = reason
+        LOG.debug("Database %s opened read-only: %s", path, reason)
     return engine
 
 
@@ -51,14 +171,21 @@ def _alembic_config(connection) -> AlembicConfig:
 
 
 @contextlib.contextmanager
-def _schema_lock(engine: Engine):
-    """One upgrader at a time: two services starting at once on one SQLite file
-    would both try to create the tables. Other databases have transactional DDL."""
-    database = engine.url.database
-    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+def schema_lock(engine: Engine):
+    """One schema upgrader at a time on a SQLite file, across processes.
+
+    Two commands run at once on a fresh state directory would both create
+    the tables, and the second fails ("table ... already exists"). Every
+    schema change of a SQLite file (ours, and TaskFlow's, which creates its
+    tables without a check under a lock) is made holding an flock on
+    ``<file>.schema-lock``: its own file's lock when TaskFlow's persistence is a
+    separate file. Other databases have transactional DDL: no lock.
+    """
+    path = sqlite_path(engine.url)
+    if path is None:
         yield
         return
-    with open(os.path.abspath(database) + ".schema-lock", "a") as lock:
+    with open(path + ".schema-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -66,13 +193,34 @@ def _schema_lock(engine: Engine):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@functools.cache
+def _head_revisions() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(_alembic_config(None)).get_heads())
+
+
+def schema_at_head(engine: Engine) -> bool:
+    """Whether volmigrate's tables are at the newest revision (reads only)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": migrations.VERSION_TABLE})
+        return frozenset(context.get_current_heads()) == _head_revisions()
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Bring volmigrate's tables to the newest revision; idempotent.
 
-    A database made before the migrations existed (tables, no version table)
-    is stamped with the first revision, whose schema it has, then upgraded.
+    A schema already at the newest revision is left alone without taking the
+    lock (nothing is written: this is how a read-only state directory can be
+    read). A database made before the migrations existed (tables, no version
+    table) is stamped with the first revision, whose schema it has, then upgraded.
     """
-    with _schema_lock(engine), engine.begin() as connection:
+    if schema_at_head(engine):
+        return
+    reason = read_only_reason(engine)
+    if reason:
+        raise SchemaNotWritable(f"its schema must be upgraded but it cannot be written: "
+                                f"{reason}")
+    with schema_lock(engine), engine.begin() as connection:
         tables = set(sa.inspect(connection).get_table_names())
         config = _alembic_config(connection)
         if "volumes" in tables and migrations.VERSION_TABLE not in tables:

@@ -18,15 +18,16 @@ from oslo_log import log as logging
 
 from volmigrate.drivers import base
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+from volmigrate.drivers.opt_types import PathOpt
 
 LOG = logging.getLogger(__name__)
 
 LOOP_CONTROL = "/dev/loop-control"
 
 local_opts = [
-    cfg.StrOpt("local_volume_dir",
-               help="Directory holding this backend's volume files. "
-                    "Default: <state_path>/volumes/<backend section name>."),
+    PathOpt("local_volume_dir",
+            help="Directory holding this backend's volume files. "
+                 "Default: <state_path>/volumes/<backend section name>."),
     cfg.StrOpt("local_access", default=base.ACCESS_PATH,
                choices=[(base.ACCESS_PATH, "dd copies the volume file itself"),
                         (base.ACCESS_BLOCK, "volumes are attached as loop block "

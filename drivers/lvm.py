@@ -33,6 +33,7 @@ from oslo_log import log as logging
 
 from volmigrate.drivers import base
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+from volmigrate.drivers.opt_types import PathOpt
 
 LOG = logging.getLogger(__name__)
 
@@ -55,10 +56,10 @@ lvm_opts = [
         (ACTIVATION_LOOP, "no device-mapper: expose an LV's extents as a loop device "
                           "over its physical volume (test mode)")],
                help="How a migration reaches an LV's data."),
-    cfg.StrOpt("lvm_conf_file",
-               help="An lvm.conf for this backend's lvm2 commands: its directory "
-                    "becomes LVM_SYSTEM_DIR, so the file must be named lvm.conf. "
-                    "E.g. to restrict the devices lvm2 scans. Default: the system's."),
+    PathOpt("lvm_conf_file",
+            help="An lvm.conf for this backend's lvm2 commands: its directory "
+                 "becomes LVM_SYSTEM_DIR, so the file must be named lvm.conf. "
+                 "E.g. to restrict the devices lvm2 scans. Default: the system's."),
     cfg.StrOpt("root_helper", default="",
                help="Command prefix to run lvm2 and losetup as root, e.g. 'sudo'."),
 ]

@@ -24,6 +24,7 @@ from oslo_log import log as logging
 
 from volmigrate.drivers import base
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+from volmigrate.drivers.opt_types import PathOpt
 
 LOG = logging.getLogger(__name__)
 
@@ -31,10 +32,12 @@ HEADER = "header.json"
 OBJECT_PREFIX = "data."
 
 objectstore_opts = [
-    cfg.StrOpt("objectstore_dir",
-               help="Directory holding this backend's volumes (one directory each). "
-                    "Default: <state_path>/objects/<backend section name>."),
+    PathOpt("objectstore_dir",
+            help="Directory holding this backend's volumes (one directory each). "
+                 "Default: <state_path>/objects/<backend section name>."),
+    # RBD's object sizes: order 12 (4 KiB) to 25 (32 MiB).
     cfg.IntOpt("objectstore_object_size", default=4 * 1024 * 1024, min=4096,
+               max=32 * 1024 * 1024,
                help="Size in bytes of the objects a volume is striped over (a power "
                     "of two, as RBD's object size). Applies to new volumes."),
 ]

@@ -55,19 +55,19 @@ _CODE_RE = re.compile(r"\bCMMVC\d{4}[EW]\b")
 
 storwize_opts = [
     cfg.StrOpt("san_ip", help="Address of the array's management interface (SSH)."),
-    cfg.PortOpt("san_ssh_port", default=22, help="SSH port of the array."),
+    cfg.PortOpt("san_ssh_port", default=22, min=1, help="SSH port of the array."),
     cfg.StrOpt("san_login", default="admin", help="User name on the array."),
     cfg.StrOpt("san_password", default="", secret=True, help="Password of san_login."),
     cfg.ListOpt("storwize_svc_volpool_name", default=[],
                 help="The array's storage pools (mdisk groups) this backend uses; the "
                      "first is the default pool."),
-    cfg.IntOpt("ssh_conn_timeout", default=30, min=1,
+    cfg.IntOpt("ssh_conn_timeout", default=30, min=1, max=3600,
                help="Seconds to wait for the array to connect or answer."),
-    cfg.IntOpt("ssh_min_pool_conn", default=1, min=0,
+    cfg.IntOpt("ssh_min_pool_conn", default=1, min=0, max=64,
                help="SSH connections to the array opened at setup and kept open."),
-    cfg.IntOpt("ssh_max_pool_conn", default=5, min=1,
+    cfg.IntOpt("ssh_max_pool_conn", default=5, min=1, max=64,
                help="SSH connections to the array kept open at most."),
-    cfg.IntOpt("storwize_ssh_retries", default=3, min=1,
+    cfg.IntOpt("storwize_ssh_retries", default=3, min=1, max=100,
                help="Attempts of one command when the SSH connection fails (a command "
                     "the array answered with an error is never retried)."),
     cfg.StrOpt("storwize_connector", default="simulator", choices=[

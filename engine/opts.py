@@ -8,31 +8,42 @@ group: they belong in each section named by ``enabled_backends``.
 from __future__ import annotations
 
 import copy
+import glob
+import os
 import socket
 
-from oslo_config import cfg
+from oslo_config import cfg, types
+from sqlalchemy.engine import url as sa_url
 from stevedore import ExtensionManager
 
+from volmigrate.drivers.opt_types import FiniteFloatOpt, PathOpt
 from volmigrate.engine.exceptions import ConfigError
 from volmigrate.engine.hosts import parse_host
 from volmigrate.engine.units import parse_size
 
 DRIVER_NAMESPACE = "volmigrate.drivers"
 DEFAULT_STATE_PATH = "/var/lib/volmigrate"
+# 1 TiB/s: beyond any device, and far from where a rate computation could overflow.
+MAX_BPS_LIMIT = 1024 ** 4
+MAX_BLOCKSIZE = 64 * 1024 ** 2
+# Each checkpoint syncs the destination: below 1M the syncs would dominate the
+# copy; 64G is already more than a crash should ever make a copy redo.
+CHECKPOINT_SIZE_RANGE = (1024 ** 2, 64 * 1024 ** 3)
 
 default_opts = [
-    cfg.StrOpt("state_path", default=DEFAULT_STATE_PATH,
-               help="Directory for the service's state: the SQLite database and, by "
-                    "default, the local backends' volume files."),
+    PathOpt("state_path", default=DEFAULT_STATE_PATH,
+            help="Directory for the service's state: the SQLite database and, by "
+                 "default, the local backends' volume files."),
     cfg.StrOpt("host", default=socket.gethostname(), sample_default="localhost",
                help="Name of this node: the `node` of the node@backend#pool host "
                     "strings this service serves."),
     cfg.ListOpt("enabled_backends", default=[],
                 help="Config sections, one per backend this service manages."),
-    cfg.FloatOpt("migration_progress_report_interval", default=30.0, min=0.01,
-                 help="Seconds between two progress reports of a running migration "
-                      "(log line, notification and the migration row)."),
-    cfg.IntOpt("volume_copy_bps_limit", default=0, min=0,
+    FiniteFloatOpt("migration_progress_report_interval", default=30.0, min=0.01,
+                   max=86400.0,
+                   help="Seconds between two progress reports of a running migration "
+                        "(log line, notification and the migration row)."),
+    cfg.IntOpt("volume_copy_bps_limit", default=0, min=0, max=MAX_BPS_LIMIT,
                help="Highest rate of a migration copy, in bytes per second; 0 means "
                     "unlimited."),
     cfg.StrOpt("volume_dd_blocksize", default="1M",
@@ -57,24 +68,53 @@ default_opts = [
                help="Migrations that copy at the same time; more requests queue."),
     cfg.StrOpt("migration_checkpoint_size", default="256M",
                help="The copy makes the destination durable and records a checkpoint "
-                    "every this many bytes (e.g. 256M); a copy interrupted by a crash "
-                    "resumes from its last checkpoint, re-copying at most this much."),
-    cfg.FloatOpt("migration_heartbeat_interval", default=10.0, min=0.1,
-                 help="Seconds between two heartbeats of a service on the migrations it "
-                      "runs. A migration whose owner is on another host and silent for "
-                      "6 heartbeats is taken over on recovery."),
+                    "every this many bytes (from 1M to 64G, e.g. 256M); a copy "
+                    "interrupted by a crash resumes from its last checkpoint, re-copying "
+                    "at most this much."),
+    FiniteFloatOpt("migration_heartbeat_interval", default=10.0, min=0.1, max=3600.0,
+                   help="Seconds between two heartbeats of a service on the migrations "
+                        "it runs. A migration whose owner is on another host and silent "
+                        "for 6 heartbeats is taken over on recovery."),
 ]
 
+class DatabaseUrl(types.String):
+    """A SQLAlchemy URL; a SQLite file in it must be named by an absolute path.
+
+    ``sqlite:///state.sqlite`` is relative to the directory a command runs in:
+    each directory would get a database of its own, without the volumes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(type_name="SQLAlchemy URL")
+
+    def __call__(self, value) -> str:
+        url = super().__call__(value)
+        if not url:
+            return url
+        try:
+            parsed = sa_url.make_url(url)
+        except Exception:  # noqa: BLE001 - any parse error; never echo a password
+            raise ValueError("not a SQLAlchemy URL (e.g. sqlite:////var/lib/volmigrate/"
+                             "volmigrate.sqlite or postgresql://user:pw@host/db)") from None
+        if parsed.get_backend_name() == "sqlite":
+            path = (parsed.database or "").removeprefix("file:").partition("?")[0]
+            if path and path != ":memory:" and not os.path.isabs(path):
+                raise ValueError(f"the SQLite file {path!r} is a relative path: give an "
+                                 "absolute one, e.g. sqlite:////var/lib/volmigrate/"
+                                 "volmigrate.sqlite (four slashes)")
+        return url
+
+
 database_opts = [
-    cfg.StrOpt("connection", secret=True,
-               help="SQLAlchemy URL of the service database. Default: SQLite at "
-                    "<state_path>/volmigrate.sqlite."),
+    cfg.Opt("connection", type=DatabaseUrl(), secret=True,
+            help="SQLAlchemy URL of the service database. Default: SQLite at "
+                 "<state_path>/volmigrate.sqlite."),
 ]
 
 taskflow_opts = [
-    cfg.StrOpt("persistence_connection", secret=True,
-               help="SQLAlchemy URL of TaskFlow's flow persistence. Default: the service "
-                    "database ([database] connection)."),
+    cfg.Opt("persistence_connection", type=DatabaseUrl(), secret=True,
+            help="SQLAlchemy URL of TaskFlow's flow persistence. Default: the service "
+                 "database ([database] connection)."),
 ]
 
 backend_opts = [
@@ -82,8 +122,6 @@ backend_opts = [
                help="Driver of this backend: an entry point name of the "
                     "volmigrate.drivers namespace (e.g. local) or module:Class."),
 ]
-
-MAX_BLOCKSIZE = 64 * 1024 ** 2
 
 
 def _driver_options() -> list[cfg.Opt]:
@@ -121,9 +159,55 @@ def read_option(conf: cfg.ConfigOpts, name: str, group: str | None = None):
         return getattr(conf[group], name) if group else getattr(conf, name)
     except (cfg.ConfigFileValueError, ValueError) as exc:
         where = f"[{group or 'DEFAULT'}] {name}"
-        raise ConfigError(f"invalid value for {where}: {exc}") from exc
+        raise ConfigError(f"invalid value for {where}: "
+                          f"{_why_invalid(conf, name, group, exc)}") from exc
     except cfg.NoSuchOptError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _why_invalid(conf: cfg.ConfigOpts, name: str, group: str | None,
+                 exc: Exception) -> str:
+    """The value as written and the type's own words, without oslo's "Value for
+    option X from LocationInfo(...) is not valid:" around them."""
+    text = str(exc)
+    _, marker, reason = text.partition(" is not valid: ")
+    reason = reason if marker else text
+    reason = reason[:1].lower() + reason[1:]
+    secret = any(o.secret for o in default_opts + database_opts + taskflow_opts
+                 + backend_opts + _driver_options() if o.dest == name)
+    written = config_file_sections(conf).get(group or "DEFAULT", {}).get(name)
+    if written and not secret:
+        return f"{written[-1]!r}: {reason}"
+    return reason
+
+
+def config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files oslo.config read, in its order: --config-file ones, then --config-dir's."""
+    files = list(conf.config_file or [])
+    for folder in ([conf.config_dir] if conf.config_dir else []):
+        files += sorted(glob.glob(os.path.join(folder, "*.conf")))
+    return files
+
+
+def config_file_sections(conf: cfg.ConfigOpts) -> dict[str, dict[str, list[str]]]:
+    """Every key written in each section of the config files: {section: {key: [values]}}.
+
+    oslo.config has no public way to ask which options a file sets (it only
+    answers for registered options), so the files are parsed again with its
+    own parser. A later file's value comes after an earlier one's.
+    """
+    sections: dict[str, dict[str, list[str]]] = {}
+    for path in config_files(conf):
+        parsed: dict[str, dict[str, list[str]]] = {}
+        try:
+            cfg.ConfigParser(path, parsed).parse()
+        except (OSError, cfg.ParseError):
+            continue  # oslo.config itself reported an unreadable file already
+        for section, keys in parsed.items():
+            into = sections.setdefault(section, {})
+            for key, values in keys.items():
+                into.setdefault(key.replace("-", "_"), []).extend(values)
+    return sections
 
 
 def validate(conf: cfg.ConfigOpts) -> None:
@@ -144,6 +228,10 @@ def validate(conf: cfg.ConfigOpts) -> None:
     except ValueError:
         raise ConfigError(f"invalid value for [DEFAULT] host: {conf.host!r} (letters, "
                           f"digits and . _ : - only)") from None
+    low, high = CHECKPOINT_SIZE_RANGE
+    if not low <= parse_size(conf.migration_checkpoint_size) <= high:
+        raise ConfigError("invalid value for [DEFAULT] migration_checkpoint_size: "
+                          f"{conf.migration_checkpoint_size!r} must be between 1M and 64G")
     blocksize = parse_size(conf.volume_dd_blocksize)
     if blocksize % 512 or blocksize > MAX_BLOCKSIZE:
         raise ConfigError("invalid value for [DEFAULT] volume_dd_blocksize: "
