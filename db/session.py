@@ -9,6 +9,7 @@ import functools
 import os
 import sqlite3
 import stat
+import time
 import urllib.parse
 import weakref
 
@@ -40,10 +41,32 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     # the writer; synchronous=NORMAL in WAL mode is still safe against a
     # killed process (only an OS crash can lose the last transactions).
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _use_wal(cur) -> None:
+    """Switch the database to WAL, once: the mode is stored in the file.
+
+    Switching needs an exclusive lock that SQLite does not wait for (no busy
+    handler): commands started at once on a new database got "database is
+    locked". So the switch is retried, backing off, as the busy handler
+    would, for as long as it would wait.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+    delay = 0.005
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
 
 
 def sqlite_path(url: str | sa.engine.URL) -> str | None:

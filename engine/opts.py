@@ -198,6 +198,8 @@ def config_file_sections(conf: cfg.ConfigOpts) -> dict[str, dict[str, list[str]]
     """
     sections: dict[str, dict[str, list[str]]] = {}
     for path in config_files(conf):
+        if not os.path.isfile(path):
+            continue  # a pipe (--config-file <(...)) was read once, by oslo.config
         parsed: dict[str, dict[str, list[str]]] = {}
         try:
             cfg.ConfigParser(path, parsed).parse()
