@@ -12,6 +12,7 @@ import stat
 import time
 import urllib.parse
 import weakref
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
@@ -130,11 +131,13 @@ def _connect_read_only(path: str) -> sqlite3.Connection:
     In WAL mode a reader needs the -wal and -shm files. A writer keeps them
     while it has the database open (SQLite removes them when the last
     connection closes): when they exist, ``mode=ro`` reads through them.
-    Otherwise no writer is active; when none can come either (a read-only
+    Otherwise no writer is active; when none is expected either (a read-only
     folder, an immutable file), ``immutable=1`` reads the file alone, without
     creating them (which a read-only folder forbids, and which a reader would
-    leave behind). Only a file that its owner may still write is read with
-    ``mode=ro``, SQLite creating the -shm through which it sees that writer.
+    leave behind). A writer starting meanwhile through another, writable mount
+    of the folder is not seen by this connection. Only a file that its owner
+    may still write is read with ``mode=ro``, SQLite creating the -shm through
+    which it sees that writer.
     """
     folder = os.path.dirname(path)
     shared = all(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
@@ -194,15 +197,15 @@ def _alembic_config(connection) -> AlembicConfig:
 
 
 @contextlib.contextmanager
-def schema_lock(engine: Engine):
+def schema_lock(engine: Engine) -> Iterator[None]:
     """One schema upgrader at a time on a SQLite file, across processes.
 
     Two commands run at once on a fresh state directory would both create
     the tables, and the second fails ("table ... already exists"). Every
-    schema change of a SQLite file (ours, and TaskFlow's, which creates its
-    tables without a check under a lock) is made holding an flock on
-    ``<file>.schema-lock``: its own file's lock when TaskFlow's persistence is a
-    separate file. Other databases have transactional DDL: no lock.
+    schema change of a SQLite file (ours, and TaskFlow's, whose own lock is a
+    thread lock) is made holding an flock on ``<file>.schema-lock``; a separate
+    file of TaskFlow's persistence has its own. Other databases have
+    transactional DDL: no lock.
     """
     path = sqlite_path(engine.url)
     if path is None:

@@ -66,7 +66,7 @@ def unknown_options(conf: cfg.ConfigOpts) -> list[str]:
         name = (keys.get("volume_driver") or [""])[-1]
         try:
             cls = _driver_class(name, backend)
-        except ConfigError:  # no driver or a wrong one: start() says so
+        except Exception:  # noqa: BLE001 - no driver, a wrong or broken one: start() says so
             continue
         known = _option_names(backend_opts + cls.options)
         for key in keys:
@@ -130,7 +130,7 @@ def load_drivers(conf: cfg.ConfigOpts) -> dict[str, VolumeDriver]:
         cls = _driver_class(name, backend)
         conf.register_opts(cls.options, group=backend)
         for opt in cls.options:
-            read_option(conf, opt.dest, backend)
+            read_option(conf, opt.dest, backend, secret=opt.secret)
         classes[backend] = cls
     drivers: dict[str, VolumeDriver] = {}
     for backend, cls in classes.items():

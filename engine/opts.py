@@ -153,19 +153,21 @@ def database_url(conf: cfg.ConfigOpts) -> str:
     return conf.database.connection or f"sqlite:///{conf.state_path}/volmigrate.sqlite"
 
 
-def read_option(conf: cfg.ConfigOpts, name: str, group: str | None = None):
-    """An option's value; a bad value becomes a ConfigError naming section and option."""
+def read_option(conf: cfg.ConfigOpts, name: str, group: str | None = None,
+                secret: bool = False):
+    """An option's value; a bad value becomes a ConfigError naming section and option
+    (and the value as written, unless the option is `secret`)."""
     try:
         return getattr(conf[group], name) if group else getattr(conf, name)
     except (cfg.ConfigFileValueError, ValueError) as exc:
         where = f"[{group or 'DEFAULT'}] {name}"
         raise ConfigError(f"invalid value for {where}: "
-                          f"{_why_invalid(conf, name, group, exc)}") from exc
+                          f"{_why_invalid(conf, name, group, secret, exc)}") from exc
     except cfg.NoSuchOptError as exc:
         raise ConfigError(str(exc)) from exc
 
 
-def _why_invalid(conf: cfg.ConfigOpts, name: str, group: str | None,
+def _why_invalid(conf: cfg.ConfigOpts, name: str, group: str | None, secret: bool,
                  exc: Exception) -> str:
     """The value as written and the type's own words, without oslo's "Value for
     option X from LocationInfo(...) is not valid:" around them."""
@@ -173,8 +175,6 @@ def _why_invalid(conf: cfg.ConfigOpts, name: str, group: str | None,
     _, marker, reason = text.partition(" is not valid: ")
     reason = reason if marker else text
     reason = reason[:1].lower() + reason[1:]
-    secret = any(o.secret for o in default_opts + database_opts + taskflow_opts
-                 + backend_opts + _driver_options() if o.dest == name)
     written = config_file_sections(conf).get(group or "DEFAULT", {}).get(name)
     if written and not secret:
         return f"{written[-1]!r}: {reason}"
@@ -214,12 +214,10 @@ def config_file_sections(conf: cfg.ConfigOpts) -> dict[str, dict[str, list[str]]
 
 def validate(conf: cfg.ConfigOpts) -> None:
     """Read every option once so a bad value stops the start with a clear message."""
-    for opt in default_opts:
-        read_option(conf, opt.dest)
-    for opt in database_opts:
-        read_option(conf, opt.dest, "database")
-    for opt in taskflow_opts:
-        read_option(conf, opt.dest, "taskflow")
+    for group, options in ((None, default_opts), ("database", database_opts),
+                           ("taskflow", taskflow_opts)):
+        for opt in options:
+            read_option(conf, opt.dest, group, secret=opt.secret)
     for name in ("volume_dd_blocksize", "migration_checkpoint_size"):
         try:
             parse_size(getattr(conf, name))
