@@ -272,7 +272,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status: 0 done, 1 failed (one line on stderr says
-    why), 2 bad usage or configuration, 128 + N stopped by signal N."""
+    why; a bad option value too), 2 bad usage (arguments, an unparsable config
+    file), 128 + N stopped by signal N."""
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
     conf.register_cli_opt(command_opt)
