@@ -21,8 +21,8 @@ import pytest
 from vmtest import (HAS_LOOP, IS_ROOT, MiB, fill_random, host, notifications, sha256_of,
                     volume_files, wait_for, write_config)
 
-SIZE = 8 * MiB
-RATE = 2 * MiB  # 4 s of copy: the window in which the test strikes
+SIZE = 4 * MiB
+RATE = 2 * MiB  # 2 s of copy: the window in which the test strikes
 
 # (access of both backends, copy_method, migration_verify)
 MODES = [
@@ -146,7 +146,7 @@ def test_destination_removed_while_no_process_ran_it(tmp_path):
     cli = os.path.join(os.path.dirname(sys.executable), "volmigrate")
     conf = write_config(tmp_path)
     env = dict(os.environ, VOLMIGRATE_TEST_KILL_AT="copy-data:SUCCESS")
-    created = subprocess.run([cli, "--config-file", conf, "create", "--size", "8M",
+    created = subprocess.run([cli, "--config-file", conf, "create", "--size", "4M",
                               "--host", host("a"), "--format", "json"],
                              capture_output=True, text=True, check=True)
     volume = json.loads(created.stdout)
