@@ -32,12 +32,11 @@ class FiniteFloat(types.Float):
         return number
 
 
-class FiniteFloatOpt(cfg.FloatOpt):
-    """A FloatOpt whose bounds are required and whose value must be a number."""
+class FiniteFloatOpt(cfg.Opt):
+    """A float option whose bounds are required and whose value must be a number."""
 
     def __init__(self, name: str, min: float, max: float, **kwargs) -> None:
-        # FloatOpt would make a plain types.Float; give the Opt our type instead.
-        cfg.Opt.__init__(self, name, type=FiniteFloat(min=min, max=max), **kwargs)
+        super().__init__(name, type=FiniteFloat(min=min, max=max), **kwargs)
 
 
 class AbsolutePath(types.String):

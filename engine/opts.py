@@ -77,6 +77,7 @@ default_opts = [
                         "for 6 heartbeats is taken over on recovery."),
 ]
 
+
 class DatabaseUrl(types.String):
     """A SQLAlchemy URL; a SQLite file in it must be named by an absolute path.
 

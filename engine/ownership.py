@@ -42,6 +42,15 @@ def identity() -> str:
     return f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}/{_start_ticks(os.getpid())}"
 
 
+def describe(owner: str | None) -> str:
+    """The owner as an administrator reads it: "process PID on HOST"."""
+    try:
+        hostname, _boot_id, pid, _ticks = (owner or "").split("/")
+    except ValueError:
+        return "a process"
+    return f"process {pid} on {hostname}"
+
+
 def owner_alive(owner: str | None, heartbeat_at: datetime.datetime | None,
                 stale_after: float) -> bool:
     if not owner:

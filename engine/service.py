@@ -340,12 +340,9 @@ class MigrationService:
         stale_after = 6 * self.conf.migration_heartbeat_interval  # as recovery judges it
         if ownership.owner_alive(migration["owner"], migration["heartbeat_at"], stale_after):
             return None
-        owner = (migration["owner"] or "").split("/")
-        who = (f"process {owner[2]} on {owner[0]}" if len(owner) == 4
-               else "a process")
         return (f"its migration {migration['id']} (migration_status "
                 f"{volume['migration_status']}, status {volume['status']}) was left "
-                f"unfinished by {who}, which is gone: run `volmigrate recover` to resume "
+                f"unfinished by {ownership.describe(migration['owner'])}, which is gone: run `volmigrate recover` to resume "
                 f"or roll it back")
 
     # -- migrations ----------------------------------------------------------

@@ -139,6 +139,14 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def lose_flow(svc: MigrationService, flow_uuid: str) -> None:
+    """Delete a flow's record from TaskFlow's persistence, as a lost database would."""
+    import sqlalchemy as sa
+    with svc.db.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM atomdetails WHERE parent_uuid = :u"), {"u": flow_uuid})
+        conn.execute(sa.text("DELETE FROM flowdetails WHERE uuid = :u"), {"u": flow_uuid})
+
+
 def wait_migrating(svc: MigrationService, volume_id: str) -> None:
     wait_for(lambda: svc.get_volume(volume_id)["migration_status"] == "migrating")
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, fill_random, host, sha256_of, wait_for, write_config
+from vmtest import MiB, fill_random, host, lose_flow, sha256_of, wait_for, write_config
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -235,12 +235,7 @@ def test_missing_flow_detail_is_rolled_back_with_a_reason(setup):
     killed = s.migrate(kill_at="copy-data:RUNNING")
     assert killed.returncode == -signal.SIGKILL
     migration = s.migration_now()
-    with s.svc.db.engine.begin() as conn:
-        from sqlalchemy import text
-        conn.execute(text("DELETE FROM atomdetails WHERE parent_uuid = :u"),
-                     {"u": migration["flow_uuid"]})
-        conn.execute(text("DELETE FROM flowdetails WHERE uuid = :u"),
-                     {"u": migration["flow_uuid"]})
+    lose_flow(s.svc, migration["flow_uuid"])
     out = s.recover()
     assert "rolled back" in out.stdout_text
     ended = s.assert_consistent(expect_state="error")

@@ -56,6 +56,16 @@ def _wait_copying(svc, volume_id: str) -> None:
     wait_for(lambda: svc.get_migration_progress(volume_id)["bytes_copied"] > 0, timeout=60)
 
 
+def _held_migration(svc, lock_volume: bool = False):
+    """A volume of random data whose throttled migration has started copying:
+    (volume, sha256 of its data, the migration response)."""
+    volume = svc.create_volume(SIZE, host("a"))
+    before = fill_random(volume["provider_location"], SIZE)
+    response = svc.migrate_volume(volume["id"], host("b"), lock_volume=lock_volume)
+    _wait_copying(svc, volume["id"])
+    return volume, before, response
+
+
 def _assert_source_kept(svc, tmp_path, volume, before, migration, *phrases):
     assert migration["state"] == "error", migration
     for phrase in phrases:
@@ -76,10 +86,7 @@ def _assert_source_kept(svc, tmp_path, volume, before, migration, *phrases):
 def test_destination_removed_during_the_copy(make_service, tmp_path, access, method,
                                              verify):
     svc = _service(make_service, access, method, verify)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"), lock_volume=True)
-    _wait_copying(svc, volume["id"])
+    volume, before, response = _held_migration(svc, lock_volume=True)
     os.unlink(_dest_path(tmp_path, response.migration_id))  # a cleanup job
     migration = svc.wait(response.migration_id, 60)
     _assert_source_kept(svc, tmp_path, volume, before, migration)
@@ -90,10 +97,7 @@ def test_destination_removed_during_the_copy(make_service, tmp_path, access, met
 def test_destination_replaced_during_the_copy(make_service, tmp_path):
     """Removed, and a file of the same name and size made in its place."""
     svc = _service(make_service, method="kernel")
-    volume = svc.create_volume(SIZE, host("a"))
-    before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"))
-    _wait_copying(svc, volume["id"])
+    volume, before, response = _held_migration(svc)
     dest = _dest_path(tmp_path, response.migration_id)
     os.unlink(dest)
     with open(dest, "wb") as f:
@@ -106,10 +110,7 @@ def test_destination_replaced_during_the_copy(make_service, tmp_path):
 @pytest.mark.parametrize("method", ["kernel", "dd"])
 def test_destination_directory_removed_during_the_copy(make_service, tmp_path, method):
     svc = _service(make_service, method=method)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"))
-    _wait_copying(svc, volume["id"])
+    volume, before, response = _held_migration(svc)
     dest_dir = tmp_path / "state" / "volumes" / "b"
     subprocess.run(["rm", "-rf", str(dest_dir)], check=True)
     migration = svc.wait(response.migration_id, 60)
@@ -123,10 +124,7 @@ def test_destination_directory_removed_during_the_copy(make_service, tmp_path, m
 @pytest.mark.parametrize("method", ["kernel", "dd"])
 def test_read_only_file_system_mounted_over_the_destination(make_service, tmp_path, method):
     svc = _service(make_service, method=method)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"))
-    _wait_copying(svc, volume["id"])
+    volume, before, response = _held_migration(svc)
     dest_dir = str(tmp_path / "state" / "volumes" / "b")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", dest_dir],
                    check=True)
@@ -204,10 +202,7 @@ def test_source_shorter_than_its_volume(make_service, tmp_path, access, method):
 @pytest.mark.parametrize("method", ["kernel", "dd"])
 def test_source_truncated_during_the_copy(make_service, tmp_path, method):
     svc = _service(make_service, method=method)
-    volume = svc.create_volume(SIZE, host("a"))
-    fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"))
-    _wait_copying(svc, volume["id"])
+    volume, _, response = _held_migration(svc)
     os.truncate(volume["provider_location"], SIZE // 2)
     migration = svc.wait(response.migration_id, 60)
     assert migration["state"] == "error", migration

@@ -12,7 +12,7 @@ import sys
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, host, volume_sha256, write_config, write_volume
+from vmtest import MiB, host, lose_flow, volume_sha256, write_config, write_volume
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -83,12 +83,7 @@ def test_lost_flow_detail_gets_a_new_flow_that_waits_for_the_array(tmp_path, mak
                    kill_at="wait-for-driver-move:RUNNING")
     assert killed.returncode == -signal.SIGKILL
     migration = s.svc.db.latest_migration(s.volume["id"])
-    from sqlalchemy import text
-    with s.svc.db.engine.begin() as conn:
-        conn.execute(text("DELETE FROM atomdetails WHERE parent_uuid = :u"),
-                     {"u": migration["flow_uuid"]})
-        conn.execute(text("DELETE FROM flowdetails WHERE uuid = :u"),
-                     {"u": migration["flow_uuid"]})
+    lose_flow(s.svc, migration["flow_uuid"])
     recovered = s.cli("recover")
     assert recovered.returncode == 0, recovered.stderr
     assert "a new flow took over the backend's move" in recovered.stdout

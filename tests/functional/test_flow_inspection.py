@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-import sqlalchemy as sa
 
-from vmtest import MiB, host, write_config
+from vmtest import MiB, host, lose_flow, write_config
 from volmigrate.engine import inspection, persistence
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,11 +87,7 @@ def test_missing_flow_detail_is_said_clearly(make_service):
     svc = make_service()
     volume = svc.create_volume(MiB, host("a"))
     migration = svc.wait(svc.migrate_volume(volume["id"], host("b")).migration_id, 60)
-    with svc.db.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM atomdetails WHERE parent_uuid = :u"),
-                     {"u": migration["flow_uuid"]})
-        conn.execute(sa.text("DELETE FROM flowdetails WHERE uuid = :u"),
-                     {"u": migration["flow_uuid"]})
+    lose_flow(svc, migration["flow_uuid"])
     backend = persistence.open_backend(svc.db.engine)
     assert inspection.list_flows(svc.db, backend)[0]["flow_state"] == "missing"
     assert inspection.show_flow(svc.db, backend, migration["id"])["atoms"] == []

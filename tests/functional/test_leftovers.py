@@ -17,9 +17,8 @@ import sys
 
 import pytest
 from oslo_config import cfg
-from sqlalchemy import text
 
-from vmtest import MiB, fill_random, host, sha256_of, wait_for, write_config
+from vmtest import MiB, fill_random, host, lose_flow, sha256_of, wait_for, write_config
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -174,11 +173,7 @@ def test_a_failed_delete_is_reported_and_retried(tmp_path, immutable):
     immutable(partial)  # rm fails with EPERM, even for root
 
     # The flow is lost, so recovery rolls back by hand and cannot delete the destination.
-    with world.svc.db.engine.begin() as conn:
-        conn.execute(text("DELETE FROM atomdetails WHERE parent_uuid = :u"),
-                     {"u": migration["flow_uuid"]})
-        conn.execute(text("DELETE FROM flowdetails WHERE uuid = :u"),
-                     {"u": migration["flow_uuid"]})
+    lose_flow(world.svc, migration["flow_uuid"])
     recovered = world.cli("recover")
     assert recovered.returncode == 0, recovered.err
     error = world.svc.get_migration(migration["id"])["error"]
