@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from typing import BinaryIO
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from volmigrate.drivers import base
+from volmigrate.drivers import base, loopdev
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
 from volmigrate.drivers.opt_types import PathOpt
 
@@ -36,17 +35,6 @@ local_opts = [
                                              "migrations use the file-I/O copy")],
                help="How a migration reaches this backend's volumes."),
 ]
-
-
-def _run(args: list[str]) -> str:
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise DriverError(f"cannot run {args[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise DriverError(f"{' '.join(args)} failed ({proc.returncode}): "
-                          f"{proc.stderr.strip()}")
-    return proc.stdout.strip()
 
 
 class LocalDriver(base.VolumeDriver):
@@ -138,10 +126,7 @@ class LocalDriver(base.VolumeDriver):
         if access == base.ACCESS_BLOCK:
             device = self._loop_device_of(path, writable)
             if device is None:
-                args = ["losetup", "--find", "--show"]
-                if not writable:
-                    args.append("--read-only")
-                device = _run(args + [path])
+                device = loopdev.attach(path, read_only=not writable)
                 LOG.debug("Attached %s as %s", path, device)
             return {"access": base.ACCESS_BLOCK, "path": device, "backing_file": path}
         return {"access": access, "path": path}
@@ -149,35 +134,27 @@ class LocalDriver(base.VolumeDriver):
     @staticmethod
     def _loop_device_of(path: str, writable: bool) -> str | None:
         """A loop device already attached to `path` (by a run a crash interrupted)."""
-        listing = _run(["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,RO",
-                        "--associated", path])
-        for line in listing.splitlines():
-            name, read_only = line.split()
-            if read_only == ("0" if writable else "1"):
-                return name
+        for device in loopdev.find(path):
+            if device.maps(path) and device.read_only != writable:
+                return device.name
         return None
-
-    def _backing_file(self, device: str) -> str | None:
-        try:
-            with open(f"/sys/block/{os.path.basename(device)}/loop/backing_file",
-                      encoding="utf-8") as f:
-                return os.path.realpath(f.read().strip().removesuffix(" (deleted)"))
-        except FileNotFoundError:
-            return None
 
     def connection_valid(self, volume: dict, connection: dict) -> bool:
         if connection.get("access") != base.ACCESS_BLOCK:
             return os.path.exists(connection["path"])
-        return self._backing_file(connection["path"]) == os.path.realpath(
+        device = loopdev.info(connection["path"])
+        # A loop over a file removed since no longer reaches the volume's file.
+        return device is not None and not device.deleted and device.maps(
             self.volume_path(volume))
 
     def disconnect_volume(self, volume: dict, connection: dict) -> None:
         if connection.get("access") != base.ACCESS_BLOCK:
             return
-        device = connection["path"]
-        if self._backing_file(device) != os.path.realpath(connection["backing_file"]):
+        device = loopdev.info(connection["path"])
+        if device is None or not device.maps(connection["backing_file"]):
             return  # already detached, or reused for another file: not ours any more
-        _run(["losetup", "--detach", device])
+        # Detached even when its file was removed since: it holds the file's space.
+        loopdev.detach(connection["path"])
 
     def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
         return base.open_device_or_file(connection["path"], writable)
