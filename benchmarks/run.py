@@ -30,7 +30,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import bench_recovery  # noqa: E402
 from bench_setup import service, write_config  # noqa: E402
 from volmigrate.engine import inspection  # noqa: E402
-from volmigrate.flows.copying import DdCopy, KernelCopy  # noqa: E402
+from volmigrate.flows.datamover import DdCopy, KernelCopy  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -26,8 +26,8 @@ from oslo_config import cfg
 from volmigrate.drivers.exceptions import DriverError
 
 # Values of the "access" key of a connection.
-ACCESS_PATH = "path"      # a local file or block device path: dd can copy it
-ACCESS_BLOCK = "block"    # a local block device path (also usable by dd)
+ACCESS_PATH = "path"      # a local file or block device path, copied by path
+ACCESS_BLOCK = "block"    # a local block device path, copied by path too
 ACCESS_STREAM = "stream"  # only a file-like object, from open_connection()
 LOCAL_PATH_ACCESS = (ACCESS_PATH, ACCESS_BLOCK)
 
@@ -139,7 +139,8 @@ class VolumeDriver(abc.ABC):
     def access_kind(self) -> str:
         """What connect_volume will give: ``path``, ``block`` or ``stream``.
 
-        Lets the engine choose the copy (dd or file I/O) before connecting.
+        Lets the engine choose the case before connecting: a copy between local
+        paths (the kernel copy, or dd with ``copy_method = dd``) or file I/O.
         """
         return ACCESS_PATH
 
@@ -148,7 +149,7 @@ class VolumeDriver(abc.ABC):
         """Make the volume reachable from this host for a copy.
 
         Returns a connection dict with ``access`` one of ``path``/``block``
-        (and ``path``: a local file or device dd can open) or ``stream``
+        (and ``path``: a local file or device the copy opens) or ``stream``
         (the data is reachable only through :meth:`open_connection`). A block
         connection over a file may name it as ``backing_file``: the copy then
         asks that file where the holes are and skips them.

@@ -11,7 +11,7 @@ VOLUME_SIZE = "volume_size"
 DEST_VOLUME_ID = "dest_volume_id"
 SOURCE_CONNECTION = "source_connection"
 DEST_CONNECTION = "dest_connection"
-BYTES_COPIED = "bytes_copied"
+BYTES_WRITTEN = "bytes_written"
 
 # Migration cases (the `case` column of a migration row).
 CASE_GENERIC_DD = "generic-dd"

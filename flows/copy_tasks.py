@@ -1,11 +1,18 @@
-"""The copy of the data and the progress monitor that runs beside it."""
+"""The copy of the data, the proof of the destination, and the progress monitor.
+
+The data itself is moved and hashed by :mod:`volmigrate.flows.datamover`;
+these tasks choose how, feed it the migration's checkpoint and abort switch,
+and turn its errors into the migration's own.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 
 from oslo_log import log as logging
 from taskflow import task
@@ -13,9 +20,16 @@ from taskflow import task
 from volmigrate.db import models
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS, open_device_or_file
 from volmigrate.flows import constants as c
-from volmigrate.flows import reporting, runtime, verifying
-from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy
-from volmigrate.flows.exceptions import MigrationFailed
+from volmigrate.flows import reporting, runtime
+from volmigrate.flows.datamover import (
+    CopyAborted,
+    DataMoverError,
+    DdCopy,
+    FileCopy,
+    KernelCopy,
+    verify,
+)
+from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
 from volmigrate.flows.volume_tasks import identity_text, volume_ref
 
 LOG = logging.getLogger(__name__)
@@ -30,15 +44,34 @@ def _regular_fd(handle) -> int | None:
     return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
-class CopyVolumeData(task.Task):
-    """Copy the source to the destination: dd between paths, else file I/O.
+@contextlib.contextmanager
+def _as_migration_errors() -> Iterator[None]:
+    """Raise the data mover's errors as the migration's own, with the same text.
 
-    Re-run after a crash, it starts from the migration's last durable
-    checkpoint (``bytes_copied`` on the row), not from byte 0. Its result is
-    the number of bytes this run wrote, kept with the flow.
+    Only the flows' errors are taken as written for administrators (the
+    first task's revert records their text as the reason as it stands); the
+    data mover's error stays attached as the cause, with its traceback.
+    """
+    try:
+        yield
+    except CopyAborted as exc:
+        raise MigrationAborted(str(exc)) from exc
+    except DataMoverError as exc:
+        raise MigrationFailed(str(exc)) from exc
+
+
+class CopyVolumeData(task.Task):
+    """Copy the source to the destination.
+
+    Between two local paths the copy is the kernel's (``copy_method`` auto
+    or kernel, the default) or dd's (``copy_method = dd``); where a side
+    gives only a file-like object it is file I/O. Re-run after a crash, it
+    starts from the migration's last durable checkpoint (``bytes_copied`` on
+    the row), not from byte 0. Its result is the number of bytes this run
+    wrote, kept with the flow.
     """
 
-    default_provides = c.BYTES_COPIED
+    default_provides = c.BYTES_WRITTEN
 
     def execute(self, migration_id: str, volume_id: str, dest_volume_id: str,
                 volume_size: int, source_connection: dict, dest_connection: dict) -> int:
@@ -77,14 +110,16 @@ class CopyVolumeData(task.Task):
                                 tracker.abort_event, **kwargs)
                 LOG.info("Migration %s: copying with %s", migration_id, method.__name__)
                 tracker.copy_started(copier.position)
-                written = copier.run()
+                with _as_migration_errors():
+                    written = copier.run()
             else:
                 with self._open(rt, volume_id, source_connection, False) as src, \
                         self._open(rt, dest_volume_id, dest_connection, True) as dst:
                     copier = FileCopy(src, dst, volume_size, settings.dd_blocksize,
                                       settings.bps_limit, tracker.abort_event, **kwargs)
                     tracker.copy_started(copier.position)
-                    written = copier.run()
+                    with _as_migration_errors():
+                        written = copier.run()
             LOG.info("Migration %s: the copy wrote %d bytes (from byte %d of %d)",
                      migration_id, written, start, volume_size)
             succeeded = True
@@ -194,15 +229,16 @@ class ProveDestination(task.Task):
                                   f"{exc}") from exc
         with src:
             try:
-                verifying.drop_cache(dest.fileno())
+                verify.drop_cache(dest.fileno())
             except (OSError, ValueError, AttributeError):
                 pass  # a file-like object: its flush() was the sync
             fds = [_regular_fd(src), _regular_fd(dest)]
-            regions = verifying.regions_to_check(fds[0], fds[1], size)
+            regions = verify.regions_to_check(fds[0], fds[1], size)
             reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
             try:
-                source_digest, dest_digest = verifying.digests(src, dest, regions,
-                                                               tracker.abort_event, reason)
+                with _as_migration_errors():
+                    source_digest, dest_digest = verify.digests(src, dest, regions,
+                                                                tracker.abort_event, reason)
             except OSError as exc:
                 raise MigrationFailed(f"verification could not read the volumes: {exc}; "
                                       f"the source is kept") from exc

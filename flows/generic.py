@@ -23,7 +23,13 @@ GENERIC_CASES = (c.CASE_GENERIC_DD, c.CASE_GENERIC_FILE_IO)
 
 
 def get_flow(case: str = c.CASE_GENERIC_DD) -> graph_flow.Flow:
-    """Build the generic migration flow (the copy picks dd or file I/O by connection)."""
+    """Build the generic migration flow.
+
+    Both generic cases build the same graph: the copy task picks its method
+    from the connections it is given (the kernel copy, or dd with
+    ``copy_method = dd``, between local paths; file I/O otherwise), so the
+    case only names how the volumes were expected to be reached.
+    """
     if case not in GENERIC_CASES:
         raise ValueError(f"not a generic migration case: {case}")
     start = MarkMigrationStarting(name="mark-starting")

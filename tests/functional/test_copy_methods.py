@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from vmtest import HAS_LOOP, MiB
-from volmigrate.flows.copying import DdCopy, FileCopy, KernelCopy, data_extents
+from volmigrate.flows.datamover import DdCopy, FileCopy, KernelCopy, data_extents
 
 BLOCK = MiB
 SIZE = 16 * MiB + 512  # the last block is partial
@@ -280,9 +280,9 @@ class _CountingRead:
 
 
 def test_verification_stops_reading_the_source_when_the_destination_fails():
-    from volmigrate.flows import verifying
+    from volmigrate.flows.datamover import verify
     source = _CountingRead()
     with pytest.raises(OSError, match="Input/output error"):
-        verifying.digests(source, _FailingRead(), [(0, 1024 * verifying.CHUNK)],
-                          threading.Event(), lambda: "aborted")
+        verify.digests(source, _FailingRead(), [(0, 1024 * verify.CHUNK)],
+                       threading.Event(), lambda: "aborted")
     assert source.reads < 10

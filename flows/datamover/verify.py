@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from typing import BinaryIO
 
 import xxhash
 
-from volmigrate.flows.copying import data_extents
-from volmigrate.flows.exceptions import MigrationAborted
+from volmigrate.flows.datamover.errors import CopyAborted
+from volmigrate.flows.datamover.files import data_extents
 
 CHUNK = 4 * 1024 * 1024
 
@@ -50,7 +51,7 @@ def drop_cache(fd: int) -> None:
 
 
 def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Event,
-           abort_reason, give_up: threading.Event | None = None) -> str:
+           abort_reason: Callable[[], str], give_up: threading.Event | None = None) -> str:
     """XXH3-128 of the given regions of a file-like object, with their offsets.
 
     ``give_up`` stops a read whose result nobody will look at any more
@@ -63,7 +64,7 @@ def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Ev
         remaining = length
         while remaining:
             if abort.is_set():
-                raise MigrationAborted(abort_reason())
+                raise CopyAborted(abort_reason())
             if give_up is not None and give_up.is_set():
                 return ""
             block = handle.read(min(CHUNK, remaining))
@@ -76,7 +77,7 @@ def digest(handle: BinaryIO, regions: list[tuple[int, int]], abort: threading.Ev
 
 
 def digests(source: BinaryIO, dest: BinaryIO, regions: list[tuple[int, int]],
-            abort: threading.Event, abort_reason) -> tuple[str, str]:
+            abort: threading.Event, abort_reason: Callable[[], str]) -> tuple[str, str]:
     """Both sides' digests, read at the same time.
 
     The source is usually still in the page cache from the copy while the

@@ -1,0 +1,19 @@
+"""What the data mover raises.
+
+The data mover knows nothing of migrations or flows, so these are not flow
+errors: the flows catch them where they call the data mover and raise their
+own, keeping the text, which is written for administrators (it becomes a
+failed migration's reason as it stands).
+"""
+
+
+class DataMoverError(Exception):
+    """Moving or checking a volume's data could not be done; the message says why."""
+
+
+class CopyFailed(DataMoverError):
+    """The data could not be copied faithfully (a tool failed, an I/O error, a short source)."""
+
+
+class CopyAborted(DataMoverError):
+    """The caller's abort event stopped a copy or a verification; the message is its reason."""
