@@ -7,6 +7,7 @@ running service, after a crash, or on a copy of the database.
 from __future__ import annotations
 
 import json
+import re
 
 import networkx as nx
 import taskflow.engines
@@ -141,16 +142,48 @@ def graph_to_text(graph: nx.DiGraph) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dot_id(name: str) -> str:
+    """``name`` as a quoted DOT ID, so that none is read as a keyword (``node``),
+    a port (``a:b``) or a number.
+
+    Inside quotes DOT escapes only the double quote, and reads backslashes in
+    pairs: a run of them just before a quote, a line end or the closing quote
+    would escape it, so such a run is made even (one backslash more there).
+    """
+    text = re.sub(r'(\\+)(?=["\n]|\Z)',
+                  lambda m: m.group(1) + "\\" * (len(m.group(1)) % 2), str(name))
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def _dot_label(*lines: str) -> str:
+    """A quoted DOT label showing ``lines`` as written, one per line.
+
+    Labels are escString: a backslash starts an escape (``\\n``, ``\\N``...),
+    so backslashes are doubled as well as quotes escaped.
+    """
+    text = "\\n".join(str(line).replace("\\", "\\\\").replace('"', '\\"')
+                        .replace("\n", "\\n") for line in lines)
+    return f'"{text}"'
+
+
 def graph_to_dot(graph: nx.DiGraph) -> str:
-    """Deterministic DOT (for graphviz), colored by atom state when known."""
-    lines = [f'digraph "{graph.graph.get("name", "flow")}" {{', "  rankdir=TB;",
-             '  node [shape=box, style="rounded,filled", fillcolor=white];']
+    """Deterministic DOT (for graphviz), colored by atom state when known.
+
+    Written by pydot, with every name quoted and escaped here: pydot (and
+    networkx's to_pydot, which also makes the graph strict and lists edges
+    in adjacency order) would take ``a:b`` for a port and leave a name like
+    ``node`` or a backslash unescaped.
+    """
+    import pydot  # only here: no other command of the CLI needs it at start-up
+
+    dot = pydot.Dot(_dot_id(graph.graph.get("name", "flow")), graph_type="digraph",
+                    rankdir="TB")
+    dot.set_node_defaults(shape="box", style="rounded,filled", fillcolor="white")
     for name in nx.lexicographical_topological_sort(graph):
         state = graph.nodes[name].get("state")
-        attrs = f'label="{name}\\n{state}", fillcolor={STATE_COLORS.get(state, "white")}' \
-            if state else f'label="{name}"'
-        lines.append(f'  "{name}" [{attrs}];')
+        attrs = {"label": _dot_label(name, state), "fillcolor": STATE_COLORS.get(
+            state, "white")} if state else {"label": _dot_label(name)}
+        dot.add_node(pydot.Node(_dot_id(name), **attrs))
     for a, b in sorted(graph.edges):
-        lines.append(f'  "{a}" -> "{b}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        dot.add_edge(pydot.Edge(_dot_id(a), _dot_id(b)))
+    return dot.to_string(indent="  ")
