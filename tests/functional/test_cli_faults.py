@@ -19,7 +19,7 @@ import pytest
 from oslo_config import cfg
 
 from vmtest import IS_ROOT, MiB, fill_random, host, sha256_of, wait_for, write_config
-from volmigrate.cmd import output
+from volmigrate.cli import output
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")

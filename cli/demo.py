@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from volmigrate.cmd import output
+from volmigrate.cli import output
 from volmigrate.engine.units import parse_volume_size
 
 DEMO_HOST = "demo"
@@ -65,7 +65,7 @@ def _sha256(path: str) -> str:
 
 
 def run(size_text: str, keep: bool = False) -> int:
-    from volmigrate.cmd.main import main  # the same entry point as the shell's
+    from volmigrate.cli.main import main  # the same entry point as the shell's
 
     size = parse_volume_size(size_text)
     console = output.console()
@@ -80,7 +80,7 @@ def run(size_text: str, keep: bool = False) -> int:
     console.print(f"[bold cyan]$ volmigrate {' '.join(simulator_args)} &[/]   [dim]# a "
                   f"SIMULATED Storwize array (SSH on 127.0.0.1), not real hardware[/]")
     simulator = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from volmigrate.cmd.main import main; "
+        [sys.executable, "-c", "import sys; from volmigrate.cli.main import main; "
                                "sys.exit(main(sys.argv[1:]))", *simulator_args],
         stdout=subprocess.PIPE, text=True)
     ready = simulator.stdout.readline().strip()

@@ -20,7 +20,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from sqlalchemy.engine import make_url
 
-from volmigrate.cmd import output
+from volmigrate.cli import output
 from volmigrate.engine import MigrationService, opts
 from volmigrate.engine.exceptions import VolmigrateError
 

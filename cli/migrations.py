@@ -14,7 +14,7 @@ import argparse
 
 from oslo_log import log as logging
 
-from volmigrate.cmd import output, signals
+from volmigrate.cli import output, signals
 from volmigrate.engine import MigrationService
 from volmigrate.engine.exceptions import InvalidVolumeState
 

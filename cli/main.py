@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from volmigrate.cmd import faults, migrations, output, signals
+from volmigrate.cli import faults, migrations, output, signals
 from volmigrate.engine import MigrationService, backends, inspection, persistence
 from volmigrate.engine.exceptions import VolmigrateError
 from volmigrate.engine.recovery import LEFTOVER_KEPT
@@ -305,7 +305,7 @@ def _main(conf: cfg.ConfigOpts, argv: list[str]) -> int:
         output.error(f"volmigrate: {exc}")
         return 2
     if conf.command.name == "demo":
-        from volmigrate.cmd import demo
+        from volmigrate.cli import demo
         try:
             parse_volume_size(conf.command.size)
             return demo.run(conf.command.size, keep=conf.command.keep)

@@ -1,0 +1,1 @@
+"""volmigrate.cli: the `volmigrate` command line."""

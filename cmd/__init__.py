@@ -1,1 +1,0 @@
-"""volmigrate.cmd: the `volmigrate` command line."""
