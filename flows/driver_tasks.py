@@ -9,8 +9,7 @@ a move already running is waited for, never started twice.
 
 from __future__ import annotations
 
-import time
-
+import tenacity
 from oslo_log import log as logging
 from taskflow import task
 
@@ -35,6 +34,44 @@ def pool_of(host: str) -> str:
 
 def with_pool(host: str, pool: str) -> str:
     return host.partition("#")[0] + "#" + pool
+
+
+class _ErrorsInARow:
+    """A tenacity stop: after ``limit`` failed polls in a row.
+
+    Not tenacity's stop_after_attempt, which counts every poll: a move is
+    polled for as long as it takes, and an answer between two errors (the
+    array back after a restart) starts the count again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.errors = limit, 0
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        self.errors = self.errors + 1 if state.outcome.failed else 0
+        return self.errors >= self.limit
+
+
+def wait_until_moved(driver, ref: dict, migration_id: str) -> None:
+    """Poll the backend until its move has ended (its progress is None).
+
+    Raises MigrationFailed when MAX_POLL_ERRORS polls in a row fail: the
+    move may well go on, but nothing here can tell when it ends.
+    """
+    def warn(state: tenacity.RetryCallState) -> None:
+        if state.outcome.failed:
+            LOG.warning("Migration %s: asking the backend for the move's progress failed "
+                        "(%s); asking again", migration_id, state.outcome.exception())
+
+    polling = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type()
+        | tenacity.retry_if_result(lambda progress: progress is not None),
+        wait=tenacity.wait_exponential(multiplier=POLL_FIRST_SECONDS, max=POLL_MAX_SECONDS),
+        stop=_ErrorsInARow(MAX_POLL_ERRORS), before_sleep=warn, reraise=True)
+    try:
+        polling(driver.get_migration_progress, ref)
+    except Exception as exc:
+        raise MigrationFailed(f"lost track of the backend's move: {exc}") from exc
 
 
 def _volume(rt: runtime.Runtime, volume_id: str) -> tuple[dict, object]:
@@ -105,23 +142,7 @@ class WaitForDriverMove(task.Task):
                 reports = False
             if reports:
                 tracker.copy_started(lambda: self._moved(driver, ref))
-            errors, delay = 0, POLL_FIRST_SECONDS
-            while True:
-                try:
-                    progress = driver.get_migration_progress(ref)
-                    errors = 0
-                except Exception as exc:
-                    errors += 1
-                    if errors >= MAX_POLL_ERRORS:
-                        raise MigrationFailed(f"lost track of the backend's move: "
-                                              f"{exc}") from exc
-                    LOG.warning("Migration %s: asking the backend for the move's "
-                                "progress failed (%s); asking again", migration_id, exc)
-                    progress = ()
-                if progress is None:
-                    break
-                time.sleep(delay)
-                delay = min(POLL_MAX_SECONDS, delay * 2)
+            wait_until_moved(driver, ref, migration_id)
             actual = driver.volume_pool(ref)
             if actual != pool_of(dest_host):
                 raise MigrationFailed(f"the backend's move ended with the volume in pool "
