@@ -14,6 +14,7 @@ from oslo_log import log as logging
 from taskflow import task
 
 from volmigrate.db import models
+from volmigrate.drivers.base import VolumeDriver
 from volmigrate.flows import runtime
 from volmigrate.flows.exceptions import MigrationFailed
 from volmigrate.flows.volume_tasks import volume_ref
@@ -52,7 +53,7 @@ class _ErrorsInARow:
         return self.errors >= self.limit
 
 
-def wait_until_moved(driver, ref: dict, migration_id: str) -> None:
+def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str) -> None:
     """Poll the backend until its move has ended (its progress is None).
 
     Raises MigrationFailed when MAX_POLL_ERRORS polls in a row fail: the
