@@ -47,7 +47,8 @@ default_opts = [
                help="Highest rate of a migration copy, in bytes per second; 0 means "
                     "unlimited."),
     cfg.StrOpt("volume_dd_blocksize", default="1M",
-               help="Block size of the copy (dd bs=), from 512 to 64M, e.g. 1M or 4M."),
+               help="Block size of the copy (dd's bs=, the file-I/O read size, the unit of "
+                    "checkpoints), from 512 to 64M, e.g. 1M or 4M."),
     cfg.StrOpt("copy_method", default="auto", choices=[
         ("auto", "kernel where both ends are local paths, else file I/O"),
         ("dd", "dd, as the spec describes (progress from /proc/<pid>/fdinfo/1)"),

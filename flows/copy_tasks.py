@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from oslo_log import log as logging
 from taskflow import task
 
+from volmigrate.common.volumes import identity_text, volume_ref
 from volmigrate.db import models
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS, open_device_or_file
 from volmigrate.flows import constants as c
@@ -30,7 +31,6 @@ from volmigrate.flows.datamover import (
     verify,
 )
 from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
-from volmigrate.flows.volume_tasks import identity_text, volume_ref
 
 LOG = logging.getLogger(__name__)
 

@@ -13,11 +13,12 @@ import tenacity
 from oslo_log import log as logging
 from taskflow import task
 
+from volmigrate.common.hosts import parse_host
+from volmigrate.common.volumes import volume_ref
 from volmigrate.db import models
 from volmigrate.drivers.base import VolumeDriver
 from volmigrate.flows import runtime
 from volmigrate.flows.exceptions import MigrationFailed
-from volmigrate.flows.volume_tasks import volume_ref
 
 LOG = logging.getLogger(__name__)
 
@@ -30,11 +31,11 @@ MAX_POLL_ERRORS = 5
 
 
 def pool_of(host: str) -> str:
-    return host.partition("#")[2]
+    return parse_host(host).pool or ""
 
 
 def with_pool(host: str, pool: str) -> str:
-    return host.partition("#")[0] + "#" + pool
+    return str(parse_host(host).with_pool(pool))
 
 
 class _ErrorsInARow:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from oslo_log import log as logging
 
+from volmigrate.common.hosts import parse_host
 from volmigrate.db import models
 from volmigrate.flows import runtime
 
@@ -47,7 +48,7 @@ def notify(event_type: str, migration_id: str) -> None:
     rt = runtime.get()
     migration = rt.db.get_migration(migration_id)
     volume = rt.db.get_volume(migration["volume_id"])
-    publisher = "volume." + migration["source_host"].split("#", 1)[0]
+    publisher = "volume." + parse_host(migration["source_host"]).backend_host
     notifier = rt.notifier.prepare(publisher_id=publisher)
     payload = _payload(migration, volume)
     if event_type == EVENT_ERROR:

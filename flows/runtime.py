@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from volmigrate.common.hosts import parse_host
 from volmigrate.db.api import Database
 from volmigrate.drivers.base import VolumeDriver
 from volmigrate.flows.exceptions import MigrationAborted
@@ -83,7 +84,7 @@ class Runtime:
             self.trackers.pop(migration_id, None)
 
     def driver_for_host(self, host: str) -> VolumeDriver:
-        backend = host.split("@", 1)[1].split("#", 1)[0]
+        backend = parse_host(host).backend
         try:
             return self.drivers[backend]
         except KeyError:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from oslo_log import log as logging
 from taskflow import task
 
+from volmigrate.common.volumes import identity_text, volume_ref
 from volmigrate.db import models
 from volmigrate.flows import constants as c
-from volmigrate.flows import runtime
+from volmigrate.flows import destination, runtime
 from volmigrate.flows.exceptions import MigrationFailed
 
 LOG = logging.getLogger(__name__)
-
-
-def volume_ref(row: dict) -> dict:
-    """The plain reference drivers receive (see volmigrate.drivers.base)."""
-    return {key: row[key] for key in ("id", "name_id", "size", "host", "provider_location")}
-
-
-def identity_text(driver, volume: dict) -> str:
-    """The backend object's identity as stored in ``provider_id`` (JSON)."""
-    return json.dumps(driver.volume_identity(volume_ref(volume)), sort_keys=True)
 
 
 def _cleanup_problem(migration_id: str, text: str) -> None:
@@ -79,20 +68,10 @@ class CreateDestinationVolume(task.Task):
                                   f"cannot be found: {exc}") from exc
         rt.db.update_volume(migration_id, {"provider_id": identity})
 
-    def revert(self, migration_id: str, dest_host: str, *args, **kwargs) -> None:
-        rt = runtime.get()
-        dest = rt.db.get_volume(migration_id)
-        if dest is None:
-            return
-        try:
-            rt.driver_for_host(dest["host"]).delete_volume(volume_ref(dest))
-        except Exception as exc:  # keep reverting: the volume must end usable
-            _cleanup_problem(migration_id, f"destination {migration_id} on {dest['host']} "
-                                           f"could not be deleted: {exc}; `volmigrate "
-                                           f"recover` or `volmigrate cleanup` will try again")
-            rt.db.update_volume(migration_id, {"status": models.STATUS_ERROR})
-            return
-        rt.db.delete_volume_row(migration_id)
+    def revert(self, migration_id: str, *args, **kwargs) -> None:
+        problem = destination.remove(migration_id)
+        if problem:  # the volume must end usable all the same: keep reverting
+            runtime.get().tracker(migration_id).cleanup_problems.append(problem)
 
 
 class ConnectVolume(task.Task):

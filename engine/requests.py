@@ -1,0 +1,191 @@
+"""Migration requests: validate, accept or reject, choose the case, abort, report progress.
+
+Acceptance is one conditional UPDATE (see Database.accept_migration), so two
+concurrent requests for one volume cannot both win, and a rejection changes
+nothing. Running the accepted migration is the flow runner's job, handed in
+as a callable so that this module never imports TaskFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from oslo_log import log as logging
+
+from volmigrate.common.hosts import Host, parse_host
+from volmigrate.common.volumes import volume_ref
+from volmigrate.db import api as db_api
+from volmigrate.db import models
+from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver
+from volmigrate.drivers.exceptions import DriverError
+from volmigrate.engine.context import ServiceContext
+from volmigrate.engine.exceptions import (BackendError, InvalidInput, InvalidVolumeState,
+                                          MigrationNotFound, VolumeNotFound)
+from volmigrate.flows import constants as flow_c
+from volmigrate.flows.reporting import percent_of
+
+LOG = logging.getLogger(__name__)
+
+ACCEPTED_MESSAGE = ("Your migration request has been received. Please check migration "
+                    "status and the server log to see more information.")
+REJECTED_PREFIX = "Your migration request failed to process: "
+
+# How long an attach waits for the migration it aborted to finish reverting.
+ABORT_WAIT_SECONDS = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationResponse:
+    """The answer to a migrate request, given without waiting for the migration."""
+
+    accepted: bool
+    message: str
+    migration_id: str | None = None
+    reason: str | None = None
+
+
+class MigrationRequests:
+    """The migration calls of the embedding API (see MigrationService)."""
+
+    def __init__(self, ctx: ServiceContext, launch: Callable[[dict], None]) -> None:
+        self.ctx = ctx
+        self._launch = launch
+
+    def migrate(self, volume_id: str, host: str, lock_volume: bool = False,
+                force_host_copy: bool = False) -> MigrationResponse:
+        """Validate and accept a migration; it runs in the background."""
+        self.ctx.require_started()
+        try:
+            migration = self._accept(volume_id, host, lock_volume, force_host_copy)
+        except (InvalidInput, InvalidVolumeState, VolumeNotFound, BackendError) as exc:
+            LOG.warning("Migration of volume %s to %s rejected: %s", volume_id, host, exc)
+            return MigrationResponse(False, REJECTED_PREFIX + str(exc), reason=str(exc))
+        self._launch(migration)
+        LOG.info("Migration %s of volume %s from %s to %s accepted (lock=%s)",
+                 migration["id"], volume_id, migration["source_host"],
+                 migration["dest_host"], lock_volume)
+        return MigrationResponse(True, ACCEPTED_MESSAGE, migration_id=migration["id"])
+
+    def _accept(self, volume_id, host, lock_volume, force_host_copy) -> dict:
+        ctx = self.ctx
+        if not isinstance(lock_volume, bool) or not isinstance(force_host_copy, bool):
+            raise InvalidInput("lock_volume and force_host_copy must be true or false")
+        volume = ctx.get_volume(volume_id)
+        dest, dest_driver = ctx.resolve_host(host)
+        source_driver = ctx.driver_of(volume)
+        if str(dest) == volume["host"]:
+            raise InvalidInput(f"volume {volume_id} is already on host {dest}")
+        orphan = ctx.orphaned_migration(volume)
+        if orphan:
+            raise InvalidVolumeState(f"volume {volume_id} cannot be migrated: {orphan}")
+        if volume["migration_status"] in models.MIGRATION_RUNNING_STATES:
+            raise InvalidVolumeState(
+                f"volume {volume_id} is already being migrated (migration_status "
+                f"{volume['migration_status']})")
+        if volume["status"] != models.STATUS_AVAILABLE:
+            raise InvalidVolumeState(
+                f"volume {volume_id} is {volume['status']}: only available volumes can be "
+                f"migrated")
+        case = choose_case(volume, dest, source_driver, dest_driver, force_host_copy)
+        values = {"migration_status": models.MIGRATION_STARTING}
+        if lock_volume:
+            values["status"] = models.STATUS_MAINTENANCE
+        migration = ctx.connect().accept_migration(
+            volume["id"], values,
+            {"status": models.STATUS_AVAILABLE, "attach_status": models.ATTACH_DETACHED,
+             "host": volume["host"],
+             "migration_status": db_api.Not(*models.MIGRATION_RUNNING_STATES)},
+            {"source_host": volume["host"], "dest_host": str(dest),
+             "lock_volume": lock_volume, "force_host_copy": force_host_copy,
+             "case": case, "state": models.STATE_PENDING,
+             "previous_status": volume["status"], "bytes_total": volume["size"],
+             "owner": ctx.identity, "heartbeat_at": models.utcnow()})
+        if migration is None:  # another request changed the volume since we read it
+            now = ctx.get_volume(volume_id)
+            if now["migration_status"] in models.MIGRATION_RUNNING_STATES:
+                raise InvalidVolumeState(f"volume {volume_id} is already being migrated "
+                                         f"(migration_status {now['migration_status']})")
+            raise InvalidVolumeState(f"volume {volume_id} is {now['status']}: only "
+                                     f"available volumes can be migrated")
+        return migration
+
+    # -- aborts --------------------------------------------------------------
+    def abort(self, migration: dict, reason: str) -> None:
+        """Ask the migration to stop, wherever it runs, and wait until it has ended."""
+        ctx = self.ctx
+        ctx.connect().update_migration(migration["id"], {"abort_reason": reason},
+                                       {"abort_reason": None})
+        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
+            ctx.runtime.trackers[migration["id"]].abort(reason)
+        LOG.warning("Aborting migration %s: %s", migration["id"], reason)
+        try:
+            ctx.wait(migration["id"], timeout=ABORT_WAIT_SECONDS)
+        except TimeoutError:
+            raise InvalidVolumeState(
+                f"the migration {migration['id']} of volume {migration['volume_id']} was "
+                f"asked to abort but is still running; try again later") from None
+
+    def abort_migration(self, ref: str, reason: str = "aborted by the administrator") -> dict:
+        """Stop a running migration (by id or volume id) and wait for its rollback."""
+        migration = self.ctx.migration_for(ref)
+        if migration["state"] not in models.STATES_UNFINISHED:
+            raise InvalidVolumeState(f"migration {migration['id']} is not running "
+                                     f"(state {migration['state']})")
+        if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+            raise InvalidVolumeState(
+                f"migration {migration['id']} is a move inside backend "
+                f"{parse_host(migration['source_host']).backend}, which cannot be stopped "
+                f"half way; the volume stays usable while it runs")
+        self.abort(migration, reason)
+        return self.ctx.get_migration(migration["id"])
+
+    # -- progress ------------------------------------------------------------
+    def progress(self, volume_id: str) -> dict:
+        """Progress of the volume's latest migration.
+
+        A migration running in this process is asked live (the running copy's
+        position: dd's fdinfo, the kernel copy's offset or the file position);
+        otherwise the last stored report is returned.
+        """
+        ctx = self.ctx
+        volume = ctx.get_volume(volume_id)
+        migration = ctx.connect().latest_migration(volume["id"])
+        if migration is None:
+            raise MigrationNotFound(f"volume {volume_id} (never migrated)")
+        copied = max(migration["progress_bytes"], migration["bytes_copied"])
+        total = migration["bytes_total"]
+        live = False
+        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
+            position = ctx.runtime.trackers[migration["id"]].position()
+            if position is not None:
+                copied, live = max(position, copied), True
+        if migration["state"] == models.STATE_SUCCESS:
+            copied = total
+        return {
+            "volume_id": volume["id"], "migration_id": migration["id"],
+            "migration_status": volume["migration_status"], "state": migration["state"],
+            "source_host": migration["source_host"], "destination_host": migration["dest_host"],
+            "percent": percent_of(copied, total), "bytes_copied": copied,
+            "bytes_total": total, "bytes_durable": migration["bytes_copied"],
+            "live": live, "error": migration["error"],
+            "progress_at": migration["progress_at"], "started_at": migration["started_at"],
+            "finished_at": migration["finished_at"],
+        }
+
+
+def choose_case(volume: dict, dest: Host, source_driver: VolumeDriver,
+                dest_driver: VolumeDriver, force_host_copy: bool) -> str:
+    """Driver-assisted when the backend can move the volume itself, else a host copy."""
+    if (not force_host_copy and source_driver is dest_driver
+            and parse_host(volume["host"]).backend == dest.backend):
+        try:
+            movable = source_driver.can_migrate_within_backend(volume_ref(volume), dest.pool)
+        except DriverError as exc:
+            raise BackendError(f"backend {dest.backend} cannot tell whether it can move "
+                               f"volume {volume['id']}: {exc}") from exc
+        if movable:
+            return flow_c.CASE_DRIVER_ASSISTED
+    local = (source_driver.access_kind() in LOCAL_PATH_ACCESS
+             and dest_driver.access_kind() in LOCAL_PATH_ACCESS)
+    return flow_c.CASE_GENERIC_DD if local else flow_c.CASE_GENERIC_FILE_IO
