@@ -64,7 +64,7 @@ def measure(size: int, checkpoint_text: str, work: str) -> dict:
     if proc.returncode != -signal.SIGKILL:
         raise RuntimeError("the migration ended before it could be killed; use a larger size")
     time.sleep(1)  # let an orphaned copy finish its run, as after a real crash
-    durable = svc.db.latest_migration(volume["id"])["bytes_copied"]
+    durable = svc.db.latest_migration(volume["id"])["bytes_durable"]
 
     svc = service(conf_path)
     started = time.monotonic()

@@ -87,8 +87,9 @@ class Migration(Base):
     dest_volume_id: Mapped[str | None] = mapped_column(String(36))
     bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bytes known durable on the destination: where a resumed copy starts.
-    bytes_copied: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Position of the last progress report (may run ahead of bytes_copied).
+    bytes_durable: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How far the copy had got at the last progress report (its "bytes copied";
+    # may run ahead of bytes_durable).
     progress_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     percent: Mapped[float] = mapped_column(Float, default=0.0)
     progress_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)

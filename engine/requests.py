@@ -153,7 +153,7 @@ class MigrationRequests:
         migration = ctx.connect().latest_migration(volume["id"])
         if migration is None:
             raise MigrationNotFound(f"volume {volume_id} (never migrated)")
-        copied = max(migration["progress_bytes"], migration["bytes_copied"])
+        copied = max(migration["progress_bytes"], migration["bytes_durable"])
         total = migration["bytes_total"]
         live = False
         if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
@@ -167,7 +167,7 @@ class MigrationRequests:
             "migration_status": volume["migration_status"], "state": migration["state"],
             "source_host": migration["source_host"], "destination_host": migration["dest_host"],
             "percent": percent_of(copied, total), "bytes_copied": copied,
-            "bytes_total": total, "bytes_durable": migration["bytes_copied"],
+            "bytes_total": total, "bytes_durable": migration["bytes_durable"],
             "live": live, "error": migration["error"],
             "progress_at": migration["progress_at"], "started_at": migration["started_at"],
             "finished_at": migration["finished_at"],
@@ -188,4 +188,4 @@ def choose_case(volume: dict, dest: Host, source_driver: VolumeDriver,
             return flow_c.CASE_DRIVER_ASSISTED
     local = (source_driver.access_kind() in LOCAL_PATH_ACCESS
              and dest_driver.access_kind() in LOCAL_PATH_ACCESS)
-    return flow_c.CASE_GENERIC_DD if local else flow_c.CASE_GENERIC_FILE_IO
+    return flow_c.CASE_HOST_COPY_PATHS if local else flow_c.CASE_HOST_COPY_FILE_IO

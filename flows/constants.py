@@ -13,7 +13,14 @@ SOURCE_CONNECTION = "source_connection"
 DEST_CONNECTION = "dest_connection"
 BYTES_WRITTEN = "bytes_written"
 
-# Migration cases (the `case` column of a migration row).
-CASE_GENERIC_DD = "generic-dd"
-CASE_GENERIC_FILE_IO = "generic-file-io"
+# Migration cases (the `case` column of a migration row), named for how the
+# data moves: copied by this host between two local paths (files or block
+# devices: the kernel copy, or dd), copied by this host through file-like
+# objects, or moved by the backend itself.
+CASE_HOST_COPY_PATHS = "host-copy-paths"
+CASE_HOST_COPY_FILE_IO = "host-copy-file-io"
 CASE_DRIVER_ASSISTED = "driver-assisted"
+# Names used before schema revision 0004 rewrote the rows; flow details
+# persisted under them still carry them in their factory arguments.
+OLD_CASE_NAMES = {"generic-dd": CASE_HOST_COPY_PATHS,
+                  "generic-file-io": CASE_HOST_COPY_FILE_IO}

@@ -66,7 +66,7 @@ class CopyVolumeData(task.Task):
     Between two local paths the copy is the kernel's (``copy_method`` auto
     or kernel, the default) or dd's (``copy_method = dd``); where a side
     gives only a file-like object it is file I/O. Re-run after a crash, it
-    starts from the migration's last durable checkpoint (``bytes_copied`` on
+    starts from the migration's last durable checkpoint (``bytes_durable`` on
     the row), not from byte 0. Its result is the number of bytes this run
     wrote, kept with the flow.
     """
@@ -84,7 +84,7 @@ class CopyVolumeData(task.Task):
             self._check_connection(rt, dest_volume_id, dest_connection)
             rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
             settings = rt.settings
-            checkpoint = rt.db.get_migration(migration_id)["bytes_copied"] or 0
+            checkpoint = rt.db.get_migration(migration_id)["bytes_durable"] or 0
             start = min(checkpoint - checkpoint % settings.dd_blocksize, volume_size)
             if checkpoint >= volume_size:
                 start = volume_size
@@ -97,7 +97,7 @@ class CopyVolumeData(task.Task):
                 "sparse": rt.driver_for_host(dest_row["host"]).new_volumes_read_zeros(),
                 "start": start, "checkpoint_bytes": settings.checkpoint_bytes,
                 "on_checkpoint": lambda done: rt.db.update_migration(
-                    migration_id, {"bytes_copied": done}),
+                    migration_id, {"bytes_durable": done}),
                 "abort_reason": lambda: tracker.abort_reason or "migration aborted",
             }
             if (source_connection["access"] in LOCAL_PATH_ACCESS
@@ -263,7 +263,7 @@ class MonitorProgress(task.Task):
         rt = runtime.get()
         tracker = rt.tracker(migration_id)
         migration = rt.db.get_migration(migration_id)
-        if migration["bytes_copied"] >= volume_size:
+        if migration["bytes_durable"] >= volume_size:
             # Re-run after a restart that came once the copy had finished (its
             # last act is recording the full size): it will not run again.
             if migration["progress_bytes"] < volume_size:

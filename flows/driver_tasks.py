@@ -149,7 +149,7 @@ class WaitForDriverMove(task.Task):
             if actual != pool_of(dest_host):
                 raise MigrationFailed(f"the backend's move ended with the volume in pool "
                                       f"{actual}, not {pool_of(dest_host)}")
-            rt.db.update_migration(migration_id, {"bytes_copied": volume_size})
+            rt.db.update_migration(migration_id, {"bytes_durable": volume_size})
             succeeded = True
         finally:
             tracker.copy_finished(succeeded)

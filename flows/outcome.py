@@ -58,7 +58,7 @@ def record_success(migration_id: str, note: str | None = None) -> None:
     total = migration["bytes_total"]
     rt.db.update_migration(migration_id, {
         "state": models.STATE_SUCCESS, "finished_at": models.utcnow(), "error": note,
-        "percent": 100.0, "bytes_copied": total, "progress_bytes": total})
+        "percent": 100.0, "bytes_durable": total, "progress_bytes": total})
     if note:
         LOG.warning("Migration %(mig)s of volume %(vol)s to %(dest)s completed: %(note)s",
                     {"mig": migration_id, "vol": migration["volume_id"],

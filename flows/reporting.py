@@ -38,7 +38,7 @@ def _payload(migration: dict, volume: dict | None) -> dict:
         "case": migration["case"],
         "percent": migration["percent"],
         "bytes_copied": migration["progress_bytes"],
-        "bytes_durable": migration["bytes_copied"],
+        "bytes_durable": migration["bytes_durable"],
         "bytes_total": migration["bytes_total"],
         "error": migration["error"],
     }
@@ -61,7 +61,7 @@ def report_progress(migration_id: str, volume_id: str, copied: int, total: int) 
     """Log, store and notify one progress report.
 
     `copied` is the copy's position; the durable checkpoint (the row's
-    bytes_copied) is recorded by the copy itself and may lag behind.
+    bytes_durable) is recorded by the copy itself and may lag behind.
     """
     rt = runtime.get()
     percent = percent_of(copied, total)

@@ -186,7 +186,7 @@ def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
     s = setup(size=size, volume_copy_bps_limit=32 * MiB,
               migration_checkpoint_size=checkpoint)
     position = _kill_at_fraction(s, size, fraction)
-    durable = s.migration_now()["bytes_copied"]
+    durable = s.migration_now()["bytes_durable"]
     assert 0 < durable <= size
 
     s.set_option("volume_copy_bps_limit", 0)
@@ -209,11 +209,11 @@ def test_killed_twice_in_a_row(setup):
     # Held at 16 MiB/s (4 s) so that each kill lands before the end of its copy.
     s = setup(size=size, volume_copy_bps_limit=16 * MiB, migration_checkpoint_size=8 * MiB)
     _kill_at_fraction(s, size, 0.3)
-    first_checkpoint = s.migration_now()["bytes_copied"]
+    first_checkpoint = s.migration_now()["bytes_durable"]
     # The recovery itself dies in the middle of the resumed copy...
     _kill_at_fraction(s, size, 0.6, command=("recover",))
     assert s.volume_now()["status"] == "maintenance"
-    assert s.migration_now()["bytes_copied"] > first_checkpoint
+    assert s.migration_now()["bytes_durable"] > first_checkpoint
     # ...and the next one finishes it (at full speed).
     s.set_option("volume_copy_bps_limit", 0)
     s.recover()

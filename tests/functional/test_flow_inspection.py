@@ -57,7 +57,7 @@ def test_successful_migration_is_inspectable(make_service):
     backend = persistence.open_backend(svc.db.engine)
     [listed] = inspection.list_flows(svc.db, backend)
     assert listed["migration_id"] == response.migration_id
-    assert listed["flow_state"] == "SUCCESS" and listed["case"] == "generic-dd"
+    assert listed["flow_state"] == "SUCCESS" and listed["case"] == "host-copy-paths"
     shown = inspection.show_flow(svc.db, backend, volume["id"])
     assert [a["name"] for a in shown["atoms"]] == GENERIC_ORDER
     assert all(a["state"] == "SUCCESS" for a in shown["atoms"])
@@ -65,7 +65,7 @@ def test_successful_migration_is_inspectable(make_service):
     assert copy["result"] == str(4 * MiB)
     assert "RUNNING" in copy["timestamps"] and "SUCCESS" in copy["timestamps"]
     graph = inspection.flow_graph(response.migration_id, svc.db, backend)
-    assert set(graph) == set(inspection.case_graph("generic-dd"))
+    assert set(graph) == set(inspection.case_graph("host-copy-paths"))
     assert {graph.nodes[n]["state"] for n in graph} == {"SUCCESS"}
 
 
@@ -107,9 +107,9 @@ def test_flow_commands(tmp_path):
     shown = run("flow", "show", volume["id"])
     assert shown.returncode == 0 and "copy-data" in shown.stdout
     dot = run("flow", "graph", flows[0]["migration_id"], "--format", "dot")
-    assert dot.stdout.startswith('digraph "migrate-volume-generic-dd"')
+    assert dot.stdout.startswith('digraph "migrate-volume-host-copy-paths"')
     assert "palegreen" in dot.stdout
-    case = subprocess.run([CLI, "flow", "graph", "generic-dd"], capture_output=True, text=True)
-    assert case.stdout == open(os.path.join(REPO, "doc", "graphs", "generic-dd.txt")).read()
+    case = subprocess.run([CLI, "flow", "graph", "host-copy-paths"], capture_output=True, text=True)
+    assert case.stdout == open(os.path.join(REPO, "doc", "graphs", "host-copy-paths.txt")).read()
     missing = run("flow", "show", "nope")
     assert missing.returncode == 1 and "no migration found for nope" in missing.stderr

@@ -43,7 +43,7 @@ def _migrate_and_check(svc, tmp_path, lock, case):
 @pytest.mark.parametrize("lock", [False, True])
 def test_dd_migration_between_files(make_service, tmp_path, lock):
     svc = make_service()
-    _migrate_and_check(svc, tmp_path, lock, "generic-dd")
+    _migrate_and_check(svc, tmp_path, lock, "host-copy-paths")
 
 
 @pytest.mark.skipif(not HAS_LOOP, reason="loop devices need root and /dev/loop-control")
@@ -51,13 +51,13 @@ def test_dd_migration_between_loop_block_devices(make_service, tmp_path):
     svc = make_service(backends={"a": {"local_access": "block"},
                                  "b": {"local_access": "block"}})
     loops_before = os.popen("losetup -a").read()
-    _migrate_and_check(svc, tmp_path, True, "generic-dd")
+    _migrate_and_check(svc, tmp_path, True, "host-copy-paths")
     assert os.popen("losetup -a").read() == loops_before  # every loop device released
 
 
 def test_file_io_migration_when_a_side_gives_only_a_file_object(make_service, tmp_path):
     svc = make_service(backends={"a": {}, "b": {"local_access": "stream"}})
-    _migrate_and_check(svc, tmp_path, False, "generic-file-io")
+    _migrate_and_check(svc, tmp_path, False, "host-copy-file-io")
 
 
 def test_sparse_source_stays_sparse_on_the_destination(make_service, tmp_path):

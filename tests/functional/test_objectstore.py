@@ -87,7 +87,7 @@ SIZE = 64 * MiB + 4096 + 512  # not a whole number of objects or copy blocks
 
 def _check_ended(svc, migration, volume_id, dest):
     assert migration["state"] == "success", migration["error"]
-    assert migration["case"] == "generic-file-io"
+    assert migration["case"] == "host-copy-file-io"
     after = svc.get_volume(volume_id)
     assert after["host"] == f"{host(dest)}#{dest}"
     assert after["status"] == "available" and after["migration_status"] == "success"

@@ -96,15 +96,15 @@ def migrate_and_check(world, source: str, dest: str, case: str, force_host_copy=
 
 
 def test_lvm_to_lvm(world):
-    migrate_and_check(world, host("lvm1"), host("lvm2"), "generic-dd")
+    migrate_and_check(world, host("lvm1"), host("lvm2"), "host-copy-paths")
 
 
 def test_lvm_to_storwize(world):
-    migrate_and_check(world, host("lvm1"), host("svc") + "#pool2", "generic-dd")
+    migrate_and_check(world, host("lvm1"), host("svc") + "#pool2", "host-copy-paths")
 
 
 def test_storwize_to_lvm(world):
-    migrate_and_check(world, host("svc"), host("lvm2"), "generic-dd")
+    migrate_and_check(world, host("svc"), host("lvm2"), "host-copy-paths")
 
 
 def test_storwize_pool_to_pool_is_moved_by_the_array(world):
@@ -119,17 +119,17 @@ def test_storwize_pool_to_pool_is_moved_by_the_array(world):
 
 def test_storwize_pool_to_pool_with_force_host_copy(world):
     _, moved, _ = migrate_and_check(world, host("svc") + "#pool1", host("svc") + "#pool2",
-                                    "generic-dd", force_host_copy=True)
+                                    "host-copy-paths", force_host_copy=True)
     assert moved["name_id"] is not None  # a new vdisk, copied through this host
     assert world.array.vdisks() == {f"volume-{moved['name_id']}": "pool2"}
 
 
 def test_local_to_file_io_backend(world):
-    migrate_and_check(world, host("local"), host("obj"), "generic-file-io")
+    migrate_and_check(world, host("local"), host("obj"), "host-copy-file-io")
 
 
 def test_file_io_backend_to_storwize(world):
-    migrate_and_check(world, host("obj"), host("svc") + "#pool1", "generic-file-io")
+    migrate_and_check(world, host("obj"), host("svc") + "#pool1", "host-copy-file-io")
 
 
 # -- failures ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from volmigrate.db import session as db_session
 OLD_VOLUME = {"id": "11111111-1111-1111-1111-111111111111", "name": "old", "size": MiB,
               "host": "node1@a#a", "status": "available", "migration_status": "success",
               "attach_status": "detached", "created_at": datetime.datetime(2026, 1, 1)}
+RENAMED = {"bytes_copied": "bytes_durable"}
 OLD_MIGRATION = {"id": "22222222-2222-2222-2222-222222222222",
                  "volume_id": OLD_VOLUME["id"], "source_host": "node1@b#b",
                  "dest_host": "node1@a#a", "lock_volume": False, "force_host_copy": False,
@@ -49,11 +50,15 @@ def test_older_database_is_upgraded_on_start(make_service, tmp_path, legacy):
     volume = svc.get_volume(OLD_VOLUME["id"])
     assert {k: volume[k] for k in OLD_VOLUME} == OLD_VOLUME
     migration = svc.get_migration(OLD_MIGRATION["id"])
-    assert {k: migration[k] for k in OLD_MIGRATION} == OLD_MIGRATION
+    # Revision 0004 renamed what the names got wrong (the case named for dd,
+    # the durable checkpoint named "bytes copied"); the values are kept.
+    upgraded = {RENAMED.get(k, k): v for k, v in OLD_MIGRATION.items()}
+    upgraded["case"] = "host-copy-paths"
+    assert {k: migration[k] for k in upgraded} == upgraded
     assert migration["progress_bytes"] == 0 and migration["owner"] is None
     with svc.db.engine.connect() as conn:
         assert conn.exec_driver_sql(
-            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0003",)]
+            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0004",)]
         tables = set(sa.inspect(conn).get_table_names())
     assert {"logbooks", "flowdetails", "atomdetails"} <= tables  # TaskFlow's, beside ours
     # An old finished migration is not "recovered"; a new one runs end to end.

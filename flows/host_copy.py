@@ -1,4 +1,4 @@
-"""The generic (host-assisted) migration: any backend to any backend.
+"""The host-copy migration: this host copies the data, from any backend to any backend.
 
 mark starting -> create hidden destination -> connect both ->
 copy || monitor progress -> disconnect both -> prove the destination ->
@@ -19,19 +19,19 @@ from volmigrate.flows.volume_tasks import (
     DisconnectVolume,
 )
 
-GENERIC_CASES = (c.CASE_GENERIC_DD, c.CASE_GENERIC_FILE_IO)
+HOST_COPY_CASES = (c.CASE_HOST_COPY_PATHS, c.CASE_HOST_COPY_FILE_IO)
 
 
-def get_flow(case: str = c.CASE_GENERIC_DD) -> graph_flow.Flow:
-    """Build the generic migration flow.
+def get_flow(case: str = c.CASE_HOST_COPY_PATHS) -> graph_flow.Flow:
+    """Build the host-copy migration flow.
 
-    Both generic cases build the same graph: the copy task picks its method
+    Both host-copy cases build the same graph: the copy task picks its method
     from the connections it is given (the kernel copy, or dd with
     ``copy_method = dd``, between local paths; file I/O otherwise), so the
     case only names how the volumes were expected to be reached.
     """
-    if case not in GENERIC_CASES:
-        raise ValueError(f"not a generic migration case: {case}")
+    if case not in HOST_COPY_CASES:
+        raise ValueError(f"not a host-copy migration case: {case}")
     start = MarkMigrationStarting(name="mark-starting")
     create = CreateDestinationVolume(name="create-destination")
     connect_src = ConnectVolume(False, name="connect-source", provides=c.SOURCE_CONNECTION)
