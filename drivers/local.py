@@ -2,8 +2,9 @@
 
 Useful on its own (a single host, tests, the demo) and as the reference for
 driver writers. ``local_access`` chooses how a migration reaches the data:
-the file's path (dd copies it), a loop block device over the file (dd copies
-between real block devices), or only a file-like object (the file-I/O copy).
+the file's path (copied by the kernel copy, or by dd with ``copy_method =
+dd``), a loop block device over the file (the same copies, between real block
+devices), or only a file-like object (the file-I/O copy).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ local_opts = [
             help="Directory holding this backend's volume files. "
                  "Default: <state_path>/volumes/<backend section name>."),
     cfg.StrOpt("local_access", default=base.ACCESS_PATH,
-               choices=[(base.ACCESS_PATH, "dd copies the volume file itself"),
+               choices=[(base.ACCESS_PATH, "the copy reads or writes the volume file itself"),
                         (base.ACCESS_BLOCK, "volumes are attached as loop block "
                                             "devices (needs root and /dev/loop-control)"),
                         (base.ACCESS_STREAM, "only a file-like object is given, so "
