@@ -86,7 +86,7 @@ class MigrationService:
         settings = runtime.Settings(
             progress_interval=self.conf.migration_progress_report_interval,
             bps_limit=self.conf.volume_copy_bps_limit,
-            dd_blocksize=parse_size(self.conf.volume_dd_blocksize),
+            block_size=parse_size(self.conf.volume_dd_blocksize),
             hidden_project=self.conf.internal_project_id,
             checkpoint_bytes=parse_size(self.conf.migration_checkpoint_size),
             copy_method=self.conf.copy_method,

@@ -85,7 +85,7 @@ class CopyVolumeData(task.Task):
             rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
             settings = rt.settings
             checkpoint = rt.db.get_migration(migration_id)["bytes_durable"] or 0
-            start = min(checkpoint - checkpoint % settings.dd_blocksize, volume_size)
+            start = min(checkpoint - checkpoint % settings.block_size, volume_size)
             if checkpoint >= volume_size:
                 start = volume_size
             if start:
@@ -106,7 +106,7 @@ class CopyVolumeData(task.Task):
                 if method is KernelCopy:
                     kwargs["hole_map"] = source_connection.get("backing_file")
                 copier = method(source_connection["path"], dest_connection["path"],
-                                volume_size, settings.dd_blocksize, settings.bps_limit,
+                                volume_size, settings.block_size, settings.bps_limit,
                                 tracker.abort_event, **kwargs)
                 LOG.info("Migration %s: copying with %s", migration_id, method.__name__)
                 tracker.copy_started(copier.position)
@@ -115,7 +115,7 @@ class CopyVolumeData(task.Task):
             else:
                 with self._open(rt, volume_id, source_connection, False) as src, \
                         self._open(rt, dest_volume_id, dest_connection, True) as dst:
-                    copier = FileCopy(src, dst, volume_size, settings.dd_blocksize,
+                    copier = FileCopy(src, dst, volume_size, settings.block_size,
                                       settings.bps_limit, tracker.abort_event, **kwargs)
                     tracker.copy_started(copier.position)
                     with _as_migration_errors():

@@ -25,7 +25,7 @@ class Settings:
 
     progress_interval: float
     bps_limit: int
-    dd_blocksize: int
+    block_size: int  # volume_dd_blocksize: the unit of every copy method, not only dd
     hidden_project: str
     checkpoint_bytes: int
     copy_method: str = "auto"
