@@ -17,35 +17,38 @@ from unquoted input), run one per SSH ``exec`` channel over a small pool of
 connections. Only a failure of the way to the array (SSH, socket, EOF) is
 retried, on a fresh connection; a command the array answered with an error
 is reported at once as :class:`StorwizeCommandError` with its CMMVC code.
+
+paramiko and tenacity are imported when the driver first talks to the array:
+the commands that only read the database load this module (to check the
+options of a backend's section) and never connect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import re
 import shlex
 import socket
-import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import paramiko
-import tenacity
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from volmigrate.common.hosts import parse_host
 from volmigrate.drivers import base
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+
+if TYPE_CHECKING:
+    import paramiko
 
 LOG = logging.getLogger(__name__)
 
 DELIM = "!"
-# Errors that say nothing about the command, only about the way to the array.
-TRANSIENT = (paramiko.SSHException, OSError, EOFError)
-# ...except these, which trying again cannot cure.
-PERMANENT = (paramiko.AuthenticationException, paramiko.BadHostKeyException)
 NOT_FOUND_CODES = ("CMMVC5753E", "CMMVC5754E")
 ALREADY_MAPPED = "CMMVC5878E"
 NOT_MAPPED = "CMMVC5842E"
@@ -81,6 +84,16 @@ storwize_opts = [
 ]
 
 
+@functools.cache
+def _ssh_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(transient, permanent): the errors that say nothing about a command, only
+    about the way to the array, and among them those that trying again cannot cure."""
+    import paramiko
+
+    return ((paramiko.SSHException, OSError, EOFError),
+            (paramiko.AuthenticationException, paramiko.BadHostKeyException))
+
+
 class StorwizeCommandError(DriverError):
     """The array refused a command; `code` is its CMMVC message code."""
 
@@ -108,6 +121,8 @@ class _SSHPool:
         self._slots = threading.BoundedSemaphore(size)
 
     def _connect(self) -> paramiko.SSHClient:
+        import paramiko
+
         client = paramiko.SSHClient()
         client.load_system_host_keys()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -146,7 +161,7 @@ class _SSHPool:
                 yield client
             except BaseException as exc:
                 client.close()
-                if isinstance(exc, TRANSIENT):
+                if isinstance(exc, _ssh_errors()[0]):
                     self.close()  # the idle ones went the same way, most likely
                 raise
             self._idle.put(client)
@@ -225,11 +240,15 @@ class StorwizeDriver(base.VolumeDriver):
         A command the array answered is never run again, even one that failed:
         the array has decided, and running e.g. mkvdisk twice is not harmless.
         """
+        import paramiko
+        import tenacity
+
+        transient, permanent = _ssh_errors()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.configuration.storwize_ssh_retries),
             wait=tenacity.wait_exponential(multiplier=0.25, max=2),
-            retry=tenacity.retry_if_exception_type(TRANSIENT)
-            & tenacity.retry_if_not_exception_type(PERMANENT),
+            retry=tenacity.retry_if_exception_type(transient)
+            & tenacity.retry_if_not_exception_type(permanent),
             before_sleep=lambda state: LOG.warning(
                 "SSH to the Storwize array at %s failed (%s); trying again", self.address,
                 state.outcome.exception()),
@@ -244,7 +263,7 @@ class StorwizeDriver(base.VolumeDriver):
         except paramiko.BadHostKeyException as exc:
             raise DriverConfigError(f"the Storwize array at {self.address} shows another "
                                     f"SSH host key than known_hosts lists: {exc}") from exc
-        except TRANSIENT as exc:
+        except transient as exc:
             raise DriverError(f"cannot reach the Storwize array at {self.address}: "
                               f"{exc or type(exc).__name__}") from exc
         raise AssertionError("unreachable")
@@ -267,9 +286,10 @@ class StorwizeDriver(base.VolumeDriver):
         if missing:
             raise DriverConfigError(f"the Storwize array at {self.address} has no pool "
                                     f"{', '.join(missing)} (pools: {', '.join(sorted(known))})")
+        transient, permanent = _ssh_errors()
         try:
             self._ssh().fill(min(conf.ssh_min_pool_conn, conf.ssh_max_pool_conn))
-        except (*TRANSIENT, *PERMANENT) as exc:  # commands will connect when they need to
+        except (*transient, *permanent) as exc:  # commands will connect when they need to
             LOG.warning("Backend %s: cannot open %d SSH connections to %s yet: %s",
                         self.backend_name, conf.ssh_min_pool_conn, self.address, exc)
         LOG.info("Backend %s: Storwize system %s (code level %s) at %s", self.backend_name,
@@ -296,7 +316,7 @@ class StorwizeDriver(base.VolumeDriver):
 
     def _pool_of(self, volume: dict) -> str:
         """The pool the volume's host names (node@backend#pool), else the default one."""
-        return volume["host"].partition("#")[2] or self.default_pool
+        return parse_host(volume["host"]).pool or self.default_pool
 
     def _vdisk(self, volume: dict) -> dict[str, str] | None:
         """lsvdisk's detail view of the volume's vdisk (capacity in bytes), None if none."""
