@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 from volmigrate.cli import output
-from volmigrate.engine.units import parse_volume_size
+from volmigrate.common.units import parse_volume_size
 
 DEMO_HOST = "demo"
 DEMO_RATE = 128 * 1024 ** 2  # slow enough to watch the progress bar

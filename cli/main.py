@@ -4,6 +4,11 @@ Commands that change volumes start the service in this process (embedded
 mode), so `migrate` returns only when its migration has ended. Read-only
 commands (list, show, progress) only open the database, so they can watch a
 migration another process runs.
+
+Start-up is most of what a read-only command costs, and it is imports: each
+command's module is imported when that command runs (COMMANDS below), so
+that `list` loads neither TaskFlow, nor oslo.messaging, nor the drivers' SSH
+library; tests/unit/test_startup_imports.py holds that.
 """
 
 from __future__ import annotations
@@ -14,106 +19,37 @@ import logging as std_logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 
 # TaskFlow's optional eventlet support imports eventlet, which warns on import.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from oslo_config import cfg
-from oslo_log import log as logging
+from oslo_config import cfg  # noqa: E402
+from oslo_log import log as logging  # noqa: E402
 
-from volmigrate.cli import faults, migrations, output, signals
-from volmigrate.engine import MigrationService, backends, inspection, persistence
-from volmigrate.engine.exceptions import VolmigrateError
-from volmigrate.engine.recovery import LEFTOVER_KEPT
-from volmigrate.engine.units import parse_volume_size
-from volmigrate.flows.cases import CASES
+from volmigrate.cli import output, signals  # noqa: E402
+from volmigrate.cli.parser import CASES, SIMULATORS, command_opt  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 
 QUIET_LOGGERS = ["alembic=WARN", "oslo_service=WARN", "stevedore=WARN", "taskflow=WARN",
                  "oslo.messaging=WARN", "oslo.messaging.notification=INFO"]
 
-
-def _add_format(parser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table",
-                        help="output format")
-
-
-def add_command_parsers(subparsers) -> None:
-    p = subparsers.add_parser("create", help="create an empty volume")
-    p.add_argument("--size", required=True, help="size, e.g. 64M or 10G")
-    # dests differ from the option names oslo.config keeps in the same namespace
-    # ("host" is [DEFAULT] host, "name" is the sub-command's name).
-    p.add_argument("--host", dest="volume_host", required=True, help="node@backend[#pool]")
-    p.add_argument("--name", dest="volume_name")
-    _add_format(p)
-
-    p = subparsers.add_parser("delete", help="delete a volume and its data")
-    p.add_argument("volume")
-
-    p = subparsers.add_parser("list", help="list volumes")
-    p.add_argument("--migration-status", help="only volumes with this migration status "
-                                              "(starting, migrating, completing, success, "
-                                              "error, none)")
-    p.add_argument("--all", action="store_true",
-                   help="include the hidden destination volumes of running migrations")
-    _add_format(p)
-
-    p = subparsers.add_parser("show", help="show a volume")
-    p.add_argument("volume")
-    _add_format(p)
-
-    p = subparsers.add_parser("migrate", help="migrate a volume to another host")
-    p.add_argument("volume")
-    p.add_argument("dest_host", metavar="HOST", help="destination node@backend[#pool]")
-    p.add_argument("--force", "--lock-volume", dest="lock_volume", action="store_true",
-                   help="lock the volume (status maintenance) during the migration")
-    p.add_argument("--force-host-copy", action="store_true",
-                   help="copy through this host even if the backend could move it itself")
-    p.add_argument("--wait", action="store_true", help="show a live progress bar")
-
-    p = subparsers.add_parser("progress", help="progress of a volume's latest migration")
-    p.add_argument("volume")
-    _add_format(p)
-
-    for name, text in (("attach", "mark a volume attached (in-use)"),
-                       ("detach", "mark a volume detached (available)")):
-        p = subparsers.add_parser(name, help=text)
-        p.add_argument("volume")
-
-    p = subparsers.add_parser("simulator", help="serve a simulator of a storage array for "
-                                                "tests and demos (not a real array)")
-    p.add_argument("kind", choices=sorted(SIMULATORS))
-    p.add_argument("simulator_args", nargs=argparse.REMAINDER,
-                   help="the simulator's own options (see: volmigrate simulator KIND --help)")
-
-    p = subparsers.add_parser("flow", help="inspect migration flows (for developers)")
-    actions = p.add_subparsers(dest="flow_action", required=True)
-    sub = actions.add_parser("list", help="every migration's flow and its state")
-    _add_format(sub)
-    sub = actions.add_parser("show", help="every atom of a migration's flow")
-    sub.add_argument("migration", help="a migration id, or a volume id (its latest)")
-    _add_format(sub)
-    sub = actions.add_parser("graph", help="the execution graph of a case or a migration")
-    sub.add_argument("target", help=f"a case ({', '.join(CASES)}) or a migration")
-    sub.add_argument("--format", choices=("text", "dot"), default="text")
-
-    subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
-                                          "process left, and wait until they end")
-
-    subparsers.add_parser("cleanup", help="remove the data that finished (rolled back) "
-                                          "migrations could not delete, once its backend "
-                                          "is enabled; exit 1 if some remains")
-
-    p = subparsers.add_parser("demo", help="run real migrations (local backends, then the "
-                                           "Storwize simulator) in a temporary directory "
-                                           "and show them")
-    p.add_argument("--size", default="256M", help="volume size (default 256M)")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+# Each command: (module of volmigrate.cli, function(service, args) -> exit status).
+COMMANDS = {
+    "create": ("volumes", "create"), "delete": ("volumes", "delete"),
+    "list": ("volumes", "list_"), "show": ("volumes", "show"),
+    "progress": ("volumes", "progress"), "attach": ("volumes", "attach"),
+    "detach": ("volumes", "detach"), "migrate": ("migrations", "cmd_migrate"),
+    "recover": ("migrations", "cmd_recover"), "cleanup": ("migrations", "cmd_cleanup"),
+    "flow": ("flow", "flow"),
+}
 
 
-command_opt = cfg.SubCommandOpt("command", title="Commands", handler=add_command_parsers,
-                                help="run `volmigrate COMMAND --help` for details")
+def command_function(name: str) -> Callable[[object, argparse.Namespace], int]:
+    """The function that runs command `name`, its module imported now."""
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(f"volmigrate.cli.{module}"), function)
 
 
 def _setup_logging(conf: cfg.ConfigOpts) -> None:
@@ -143,131 +79,6 @@ def _setup_logging(conf: cfg.ConfigOpts) -> None:
     if unwritable:
         for handler in std_logging.getLogger().handlers:
             handler.setLevel(std_logging.WARNING)
-
-
-def _cmd_create(svc, args) -> int:
-    svc.start(recover=False)
-    # A signal waits for the volume and its data to exist, and for it to be shown.
-    with signals.current().held():
-        volume = svc.create_volume(args.size, args.volume_host, name=args.volume_name)
-        _show_volume(volume, args.format)
-    return 0
-
-
-def _show_volume(volume: dict, fmt: str) -> None:
-    if fmt == "json":
-        output.print_json(volume)
-    else:
-        output.print_record(volume, title=f"volume {volume['id']}")
-
-
-def _cmd_delete(svc, args) -> int:
-    svc.start(recover=False)
-    with signals.current().held():  # never a volume left `deleting`
-        svc.delete_volume(args.volume)
-        output.say(f"Volume {args.volume} deleted.")
-    return 0
-
-
-def _cmd_list(svc, args) -> int:
-    volumes = svc.list_volumes(migration_status=args.migration_status,
-                               include_hidden=args.all)
-    if args.format == "json":
-        output.print_json(volumes)
-    else:
-        output.print_rows(volumes, output.VOLUME_COLUMNS)
-    return 0
-
-
-def _cmd_show(svc, args) -> int:
-    _show_volume(svc.get_volume(args.volume, include_hidden=True), args.format)
-    return 0
-
-
-def _cmd_progress(svc, args) -> int:
-    info = svc.get_migration_progress(args.volume)
-    if args.format == "json":
-        output.print_json(info)
-    else:
-        output.print_record(info, title=f"migration of volume {args.volume}")
-    return 0
-
-
-def _cmd_attach(svc, args) -> int:
-    svc.start(recover=False)
-    volume = svc.attach_volume(args.volume)
-    output.say(f"Volume {args.volume} attached (status {volume['status']}).")
-    return 0
-
-
-def _cmd_detach(svc, args) -> int:
-    svc.start(recover=False)
-    volume = svc.detach_volume(args.volume)
-    output.say(f"Volume {args.volume} detached (status {volume['status']}).")
-    return 0
-
-
-def _cmd_cleanup(svc, args) -> int:
-    """Only the leftovers part of `recover`: one line per leftover, non-zero if some stay."""
-    svc.start(recover=False)
-    with signals.current().held():  # a claimed leftover is deleted, or given back
-        results = svc.clean_up_leftovers()
-    if not results:
-        output.say("Nothing to clean up: no migration left data behind.")
-        return 0
-    for result in results:
-        line = (f"Migration {result['migration_id']} of volume {result['volume_id']}: "
-                f"{result['action']} ({result['detail']})")
-        (output.error if result["action"] == LEFTOVER_KEPT else output.say)(line)
-    return 1 if any(r["action"] == LEFTOVER_KEPT for r in results) else 0
-
-
-def _cmd_flow(svc, args) -> int:
-    backend = persistence.open_backend(svc.db.engine)
-    try:
-        if args.flow_action == "list":
-            flows = inspection.list_flows(svc.db, backend)
-            if args.format == "json":
-                output.print_json(flows)
-            else:
-                output.print_rows(flows, ("migration_id", "volume_id", "case", "flow_state",
-                                          "migration_state", "started_at", "finished_at"))
-        elif args.flow_action == "show":
-            shown = inspection.show_flow(svc.db, backend, args.migration)
-            if args.format == "json":
-                output.print_json(shown)
-            else:
-                output.print_record(shown["migration"], title="migration")
-                output.say(f"flow {shown['flow_uuid']}: {shown['flow_state']}")
-                output.print_rows(shown["atoms"], ("name", "state", "intention", "progress",
-                                                   "result"))
-                for atom in shown["atoms"]:
-                    if atom["failure"]:
-                        output.say(f"\n{atom['name']} failed: {atom['failure']['type']}: "
-                                   f"{atom['failure']['message']}\n"
-                                   f"{atom['failure']['traceback']}", keep="\n")
-        else:
-            _print_graph(inspection.flow_graph(args.target, svc.db, backend), args.format)
-    except LookupError as exc:
-        output.error(f"volmigrate: {exc}")
-        return 1
-    return 0
-
-
-def _print_graph(graph, fmt: str) -> None:
-    text = inspection.graph_to_dot(graph) if fmt == "dot" else inspection.graph_to_text(graph)
-    sys.stdout.write(output.safe(text, keep="\n"))
-
-
-# Simulators of hardware we cannot have, each a module with main(argv) -> int.
-SIMULATORS = {"storwize": "volmigrate.drivers.simulators.storwize"}
-
-COMMANDS = {
-    "create": _cmd_create, "delete": _cmd_delete, "list": _cmd_list, "show": _cmd_show,
-    "migrate": migrations.cmd_migrate, "progress": _cmd_progress, "attach": _cmd_attach,
-    "detach": _cmd_detach, "recover": migrations.cmd_recover, "flow": _cmd_flow,
-    "cleanup": _cmd_cleanup,
-}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,19 +115,14 @@ def _main(conf: cfg.ConfigOpts, argv: list[str]) -> int:
     except (cfg.Error, ValueError) as exc:
         output.error(f"volmigrate: {exc}")
         return 2
-    if conf.command.name == "demo":
-        from volmigrate.cli import demo
-        try:
-            parse_volume_size(conf.command.size)
-            return demo.run(conf.command.size, keep=conf.command.keep)
-        except ValueError as exc:
-            output.error(f"volmigrate: {exc}")
-            return 2
     command = conf.command
+    if command.name == "demo":
+        return _demo(command)
     if command.name == "flow" and command.flow_action == "graph" \
             and command.target in CASES:  # a case's graph needs no service
-        _print_graph(inspection.case_graph(command.target), command.format)
-        return 0
+        from volmigrate.cli import flow
+        return flow.case_graph(command.target, command.format)
+    from volmigrate.engine import MigrationService
     svc = MigrationService(conf)
     logging_ready = False
     try:
@@ -324,14 +130,25 @@ def _main(conf: cfg.ConfigOpts, argv: list[str]) -> int:
             svc.connect()
             _setup_logging(conf)
             logging_ready = True
+            from volmigrate.engine import backends
             for warning in backends.unknown_options(conf):  # ignored by oslo.config
                 output.error(f"volmigrate: warning: {warning}")
-            return COMMANDS[conf.command.name](svc, conf.command)
+            return command_function(command.name)(svc, command)
         finally:
             signals.current().stop_raising()  # svc.stop() below must run to its end
             svc.stop()
     except Exception as exc:
+        from volmigrate.cli import faults  # only a failed command needs it
         return faults.report(exc, conf, svc, logging_ready, _setup_logging)
+
+
+def _demo(command) -> int:
+    from volmigrate.cli import demo
+    try:  # a bad --size is bad usage
+        return demo.run(command.size, keep=command.keep)
+    except ValueError as exc:
+        output.error(f"volmigrate: {exc}")
+        return 2
 
 
 if __name__ == "__main__":

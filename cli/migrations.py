@@ -1,11 +1,15 @@
-"""The commands that run migrations: `migrate` and `recover`.
+"""The commands that run migrations, `migrate` and `recover`, and `cleanup` after them.
 
-Each waits for its migrations to end and says how they ended. A stopping
-signal (SIGINT, SIGTERM, SIGHUP; see signals.py) aborts what the command runs,
-which rolls it back, waits for the rollback, and exits with 128 + the signal:
-the volume is never left `migrating` or `maintenance` by a stopped command.
-Only a migration that succeeded anyway (it ended before the abort reached it,
-or it is a move inside a backend, which cannot stop half way) exits 0.
+`migrate` and `recover` wait for their migrations to end and say how they
+ended. A stopping signal (SIGINT, SIGTERM, SIGHUP; see signals.py) aborts what
+the command runs, which rolls it back, waits for the rollback, and exits with
+128 + the signal: the volume is never left `migrating` or `maintenance` by a
+stopped command. Only a migration that succeeded anyway (it ended before the
+abort reached it, or it is a move inside a backend, which cannot stop half
+way) exits 0.
+
+They start the service (TaskFlow, the drivers, the notifier): this module is
+imported only when one of them runs, never by the commands that only read.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from oslo_log import log as logging
 from volmigrate.cli import output, signals
 from volmigrate.engine import MigrationService
 from volmigrate.engine.exceptions import InvalidVolumeState
+from volmigrate.engine.leftovers import KEPT as LEFTOVER_KEPT
 
 LOG = logging.getLogger(__name__)
 
@@ -145,3 +150,18 @@ def _abort_recovered(svc, actions: list[dict], exc: signals.Interrupted) -> int:
     output.error(f"volmigrate: recover stopped by {exc.name}"
                  + (": " + "; ".join(ended) if ended else ""))
     return exc.exit_status
+
+
+def cmd_cleanup(svc: MigrationService, args: argparse.Namespace) -> int:
+    """Only the leftovers part of `recover`: one line per leftover, non-zero if some stay."""
+    svc.start(recover=False)
+    with signals.current().held():  # a claimed leftover is deleted, or given back
+        results = svc.clean_up_leftovers()
+    if not results:
+        output.say("Nothing to clean up: no migration left data behind.")
+        return 0
+    for result in results:
+        line = (f"Migration {result['migration_id']} of volume {result['volume_id']}: "
+                f"{result['action']} ({result['detail']})")
+        (output.error if result["action"] == LEFTOVER_KEPT else output.say)(line)
+    return 1 if any(r["action"] == LEFTOVER_KEPT for r in results) else 0

@@ -5,6 +5,9 @@ typed by the user, an error message quoting them) is printed through
 `safe()`: control characters are shown escaped, never sent to the terminal,
 and rich never reads markup in data. JSON output stays exact (json escapes
 control characters itself).
+
+rich is imported only by what draws with it (tables, the progress bar): JSON
+output and plain lines start without it.
 """
 
 from __future__ import annotations
@@ -18,20 +21,11 @@ import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape as escape_markup
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 VOLUME_COLUMNS = ("id", "name", "size", "host", "status", "migration_status", "attach_status")
 
@@ -177,6 +171,8 @@ def escaping_stderr() -> Iterator[None]:
 
 def console() -> Console:
     """A console; off a terminal, wide enough that ids and hosts are not folded."""
+    from rich.console import Console
+
     con = Console()
     if not con.is_terminal:
         con = Console(width=200)
@@ -200,11 +196,15 @@ def print_json(data) -> None:
 
 def _cell(value) -> Text:
     """A table cell: escaped, and a Text so that rich reads no markup in it."""
+    from rich.text import Text
+
     value = _plain(value)
     return Text("" if value is None else safe(value))
 
 
 def print_record(record: dict, title: str | None = None) -> None:
+    from rich.table import Table
+
     table = Table(title=None if title is None else _cell(title), show_header=True)
     table.add_column("Field")
     table.add_column("Value", overflow="fold")
@@ -214,6 +214,8 @@ def print_record(record: dict, title: str | None = None) -> None:
 
 
 def print_rows(rows: Iterable[dict], columns: Iterable[str]) -> None:
+    from rich.table import Table
+
     columns = list(columns)
     table = Table(show_header=True)
     for col in columns:
@@ -226,6 +228,10 @@ def print_rows(rows: Iterable[dict], columns: Iterable[str]) -> None:
 def follow_progress(poll: Callable[[], dict], finished: Callable[[], bool],
                     label: str, interval: float = 0.1) -> None:
     """Draw a live progress bar from `poll()` until `finished()` is true."""
+    from rich.markup import escape as escape_markup
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn,
+                               TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+
     label = escape_markup(safe(label))  # the bar's description is read as markup
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                   DownloadColumn(binary_units=True), TransferSpeedColumn(),
