@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from bench_setup import service, write_config
-from volmigrate.engine.units import parse_volume_size
+from volmigrate.common.units import parse_volume_size
 
 
 def fill(path: str, size: int) -> None:

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from bench_setup import service, write_config
-from volmigrate.engine.units import parse_size, parse_volume_size
+from volmigrate.common.units import parse_size, parse_volume_size
 
 MiB = 1 << 20
 

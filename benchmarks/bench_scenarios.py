@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from bench_setup import service  # noqa: E402
 from vmtest import LoopVG, StorwizeArray, write_volume  # noqa: E402
-from volmigrate.engine.units import parse_volume_size  # noqa: E402
+from volmigrate.common.units import parse_volume_size  # noqa: E402
 
 NODE = "bench"
 SCENARIOS = [  # name, source, destination, force_host_copy

@@ -16,7 +16,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from volmigrate.engine.units import parse_volume_size  # noqa: E402
+from volmigrate.common.units import parse_volume_size  # noqa: E402
 from volmigrate.flows.datamover import DdCopy, FileCopy  # noqa: E402
 
 MiB = 1 << 20

@@ -16,10 +16,10 @@ from oslo_config import cfg, types
 from sqlalchemy.engine import url as sa_url
 from stevedore import ExtensionManager
 
+from volmigrate.common.hosts import parse_host
+from volmigrate.common.units import parse_size
 from volmigrate.drivers.opt_types import FiniteFloatOpt, PathOpt
 from volmigrate.engine.exceptions import ConfigError
-from volmigrate.engine.hosts import parse_host
-from volmigrate.engine.units import parse_size
 
 DRIVER_NAMESPACE = "volmigrate.drivers"
 DEFAULT_STATE_PATH = "/var/lib/volmigrate"

@@ -1,7 +1,7 @@
 import pytest
 
-from volmigrate.engine.hosts import Host, parse_host
-from volmigrate.engine.units import parse_size, parse_volume_size
+from volmigrate.common.hosts import Host, parse_host
+from volmigrate.common.units import parse_size, parse_volume_size
 
 
 @pytest.mark.parametrize("text,value", [
