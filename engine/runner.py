@@ -120,8 +120,6 @@ class FlowRunner:
         migration = self.ctx.connect().get_migration(migration_id)
         if migration is None or migration["state"] not in models.STATES_UNFINISHED:
             return
-        try:
-            outcome.record_failure(migration_id, UNRECORDED_RESULT)
-        except Exception:  # the database or notifier failed too: the log must say
-            LOG.exception("Migration %s: %s, and recording that failed",
-                          migration_id, UNRECORDED_RESULT)
+        # When this fails too (the database is full or gone), the error reaches
+        # whoever waits for the flow: it is the one thing that can explain it.
+        outcome.record_failure(migration_id, UNRECORDED_RESULT)
