@@ -8,23 +8,16 @@ read followed by a write.
 from __future__ import annotations
 
 import uuid
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Connection, Engine, Row
 
 from volmigrate.db import models
 
-
-# SQLAlchemy 2.1 sometimes makes the annotated class of an ORM UPDATE without its
-# cache flag when threads build one at once (seen once in 30 processes' heartbeats).
-# The statement runs all the same, uncached; the warning only reached a user's
-# terminal as noise.
-warnings.filterwarnings("ignore", message=r"Class Annotated\w+ will not make use of SQL "
-                                          r"compilation caching", category=sa.exc.SAWarning)
+volumes = models.volumes_table
+migrations = models.migrations_table
 
 
 class Not:
@@ -34,10 +27,22 @@ class Not:
         self.values = values
 
 
-def _to_dict(row: models.Base | None) -> dict | None:
-    if row is None:
-        return None
-    return {c.key: getattr(row, c.key) for c in sa.inspect(row).mapper.column_attrs}
+def _to_dict(row: Row | None) -> dict | None:
+    return None if row is None else dict(row._mapping)
+
+
+def _inserted(connection: Connection, table: sa.Table, values: Mapping[str, Any]) -> dict:
+    """Insert one row and return all its columns, without reading it back.
+
+    The values given and the Python-side defaults the INSERT sent, None for
+    the columns it left out: these get NULL, as the ORM's explicit NULLs gave
+    them, since no such column has a server default (0002's progress_bytes has
+    one, but also a Python-side default, so it is always sent).
+    """
+    result = connection.execute(sa.insert(table).values(**values))
+    row = dict.fromkeys(table.c.keys())
+    row.update(result.last_inserted_params())
+    return row
 
 
 def _condition(column, expected: Any):
@@ -57,27 +62,31 @@ def _condition(column, expected: Any):
 
 
 class Database:
-    """The service's data access; thread-safe (a session per call)."""
+    """The service's data access; thread-safe (a pooled connection per call)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
-    def _session(self) -> Session:
-        return self._sessions()
+    def _get(self, table: sa.Table, row_id: str) -> dict | None:
+        with self.engine.connect() as c:
+            return _to_dict(c.execute(sa.select(table).where(table.c.id == row_id)).first())
+
+    def _all(self, query: sa.Select) -> list[dict]:
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(query)]
 
     # -- generic helpers -------------------------------------------------
     def _conditional_update(
-        self, session: Session, model, row_id: str, values: Mapping[str, Any],
-        expected: Mapping[str, Any] | None = None,
+        self, connection: Connection, table: sa.Table, row_id: str,
+        values: Mapping[str, Any], expected: Mapping[str, Any] | None = None,
     ) -> bool:
-        conds = [model.id == row_id]
+        conds = [table.c.id == row_id]
         for key, exp in (expected or {}).items():
-            conds.append(_condition(getattr(model, key), exp))
+            conds.append(_condition(table.c[key], exp))
         values = dict(values)
-        if hasattr(model, "updated_at"):
+        if "updated_at" in table.c:
             values.setdefault("updated_at", models.utcnow())
-        result = session.execute(sa.update(model).where(*conds).values(**values))
+        result = connection.execute(sa.update(table).where(*conds).values(**values))
         return result.rowcount == 1
 
     # -- volumes -----------------------------------------------------------
@@ -85,44 +94,38 @@ class Database:
         values = dict(values)
         values.setdefault("id", str(uuid.uuid4()))
         values.setdefault("attach_status", models.ATTACH_DETACHED)
-        with self._session() as s, s.begin():
-            row = models.Volume(**values)
-            s.add(row)
-            s.flush()
-            return _to_dict(row)
+        with self.engine.begin() as c:
+            return _inserted(c, volumes, values)
 
     def get_volume(self, volume_id: str) -> dict | None:
-        with self._session() as s:
-            return _to_dict(s.get(models.Volume, volume_id))
+        return self._get(volumes, volume_id)
 
     def list_volumes(
         self, *, migration_status: str | None = None, hidden_project: str | None = None,
         include_hidden: bool = False,
     ) -> list[dict]:
-        query = sa.select(models.Volume).order_by(models.Volume.created_at, models.Volume.id)
+        query = sa.select(volumes).order_by(volumes.c.created_at, volumes.c.id)
         if migration_status is not None:
             if migration_status.lower() == "none":
-                query = query.where(models.Volume.migration_status.is_(None))
+                query = query.where(volumes.c.migration_status.is_(None))
             else:
-                query = query.where(models.Volume.migration_status == migration_status)
+                query = query.where(volumes.c.migration_status == migration_status)
         if not include_hidden and hidden_project is not None:
             query = query.where(
-                sa.or_(models.Volume.project_id.is_(None),
-                       models.Volume.project_id != hidden_project))
-        with self._session() as s:
-            return [_to_dict(r) for r in s.scalars(query)]
+                sa.or_(volumes.c.project_id.is_(None), volumes.c.project_id != hidden_project))
+        return self._all(query)
 
     def update_volume(
         self, volume_id: str, values: Mapping[str, Any],
         expected: Mapping[str, Any] | None = None,
     ) -> bool:
         """Update one volume if it is in the `expected` state; True if it was."""
-        with self._session() as s, s.begin():
-            return self._conditional_update(s, models.Volume, volume_id, values, expected)
+        with self.engine.begin() as c:
+            return self._conditional_update(c, volumes, volume_id, values, expected)
 
     def delete_volume_row(self, volume_id: str) -> None:
-        with self._session() as s, s.begin():
-            s.execute(sa.delete(models.Volume).where(models.Volume.id == volume_id))
+        with self.engine.begin() as c:
+            c.execute(sa.delete(volumes).where(volumes.c.id == volume_id))
 
     def swap_volume_data(self, source_id: str, dest_id: str) -> bool:
         """Point the source volume at the destination's backend object and back.
@@ -132,20 +135,20 @@ class Database:
         old source object, so deleting it later through the normal path removes
         the old data. One transaction: a crash leaves either state, never half.
         """
-        with self._session() as s, s.begin():
-            src = s.get(models.Volume, source_id)
-            dst = s.get(models.Volume, dest_id)
+        with self.engine.begin() as c:
+            rows = {r.id: r for r in c.execute(
+                sa.select(volumes).where(volumes.c.id.in_([source_id, dest_id])))}
+            src, dst = rows.get(source_id), rows.get(dest_id)
             if src is None or dst is None:
                 return False
             src_obj, dst_obj = src.name_id or src.id, dst.name_id or dst.id
-            src.host, dst.host = dst.host, src.host
+            now = models.utcnow()
             # An object named after the row itself is recorded as None.
-            src.name_id = dst_obj if dst_obj != src.id else None
-            dst.name_id = src_obj if src_obj != dst.id else None
-            src.provider_location, dst.provider_location = (
-                dst.provider_location, src.provider_location)
-            src.provider_id, dst.provider_id = dst.provider_id, src.provider_id
-            src.updated_at = dst.updated_at = models.utcnow()
+            for row, other, obj in ((src, dst, dst_obj), (dst, src, src_obj)):
+                c.execute(sa.update(volumes).where(volumes.c.id == row.id).values(
+                    host=other.host, name_id=obj if obj != row.id else None,
+                    provider_location=other.provider_location,
+                    provider_id=other.provider_id, updated_at=now))
             return True
 
     # -- migrations ----------------------------------------------------------
@@ -158,52 +161,46 @@ class Database:
         Returns the new migration row, or None when the volume was no longer in
         the expected state (another request won the race).
         """
-        with self._session() as s, s.begin():
+        with self.engine.begin() as c:
             if not self._conditional_update(
-                    s, models.Volume, volume_id, volume_values, volume_expected):
+                    c, volumes, volume_id, volume_values, volume_expected):
                 return None
             values = dict(migration_values)
             values.setdefault("id", str(uuid.uuid4()))
-            row = models.Migration(volume_id=volume_id, **values)
-            s.add(row)
-            s.flush()
-            return _to_dict(row)
+            return _inserted(c, migrations, dict(volume_id=volume_id, **values))
 
     def get_migration(self, migration_id: str) -> dict | None:
-        with self._session() as s:
-            return _to_dict(s.get(models.Migration, migration_id))
+        return self._get(migrations, migration_id)
 
     def latest_migration(self, volume_id: str) -> dict | None:
-        query = (sa.select(models.Migration)
-                 .where(models.Migration.volume_id == volume_id)
-                 .order_by(models.Migration.created_at.desc(), models.Migration.id)
+        query = (sa.select(migrations)
+                 .where(migrations.c.volume_id == volume_id)
+                 .order_by(migrations.c.created_at.desc(), migrations.c.id)
                  .limit(1))
-        with self._session() as s:
-            return _to_dict(s.scalars(query).first())
+        with self.engine.connect() as c:
+            return _to_dict(c.execute(query).first())
 
     def list_migrations(
         self, *, volume_id: str | None = None, states: Iterable[str] | None = None,
     ) -> list[dict]:
-        query = sa.select(models.Migration).order_by(models.Migration.created_at)
+        query = sa.select(migrations).order_by(migrations.c.created_at)
         if volume_id is not None:
-            query = query.where(models.Migration.volume_id == volume_id)
+            query = query.where(migrations.c.volume_id == volume_id)
         if states is not None:
-            query = query.where(models.Migration.state.in_(list(states)))
-        with self._session() as s:
-            return [_to_dict(r) for r in s.scalars(query)]
+            query = query.where(migrations.c.state.in_(list(states)))
+        return self._all(query)
 
     def heartbeat(self, owner: str) -> None:
         """Tell other processes the owner still runs its unfinished migrations."""
-        with self._session() as s, s.begin():
-            s.execute(sa.update(models.Migration)
-                      .where(models.Migration.owner == owner,
-                             models.Migration.state.in_(models.STATES_UNFINISHED))
+        with self.engine.begin() as c:
+            c.execute(sa.update(migrations)
+                      .where(migrations.c.owner == owner,
+                             migrations.c.state.in_(models.STATES_UNFINISHED))
                       .values(heartbeat_at=models.utcnow()))
 
     def update_migration(
         self, migration_id: str, values: Mapping[str, Any],
         expected: Mapping[str, Any] | None = None,
     ) -> bool:
-        with self._session() as s, s.begin():
-            return self._conditional_update(
-                s, models.Migration, migration_id, values, expected)
+        with self.engine.begin() as c:
+            return self._conditional_update(c, migrations, migration_id, values, expected)

@@ -1,11 +1,16 @@
-"""SQLAlchemy 2 models: volumes and the history of their migrations."""
+"""SQLAlchemy 2 tables: volumes and the history of their migrations.
+
+SQLAlchemy Core tables, not ORM classes: nothing above db/ holds a row object
+(db.api returns plain dicts), and importing ``sqlalchemy.orm`` cost about
+0.2 s of every command's start-up, `volmigrate list` included.
+"""
 
 from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String,
+                        Table, Text)
 
 # Volume status values (DESIGN.md "Domain").
 STATUS_CREATING = "creating"
@@ -42,66 +47,67 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-class Base(DeclarativeBase):
-    pass
+metadata = MetaData()
 
-
-class Volume(Base):
-    __tablename__ = "volumes"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(255))
-    size: Mapped[int] = mapped_column(BigInteger)
-    host: Mapped[str] = mapped_column(String(255), index=True)
-    status: Mapped[str] = mapped_column(String(32))
-    migration_status: Mapped[str | None] = mapped_column(String(32), index=True)
+# Every column says whether it may be NULL: Core's default (it may) is the
+# opposite of what the former ORM models implied for most columns. Defaults are
+# computed in Python, as the ORM's were. The tables are named `*_table` apart
+# from the package volmigrate.db.migrations (the alembic revisions).
+volumes_table = Table(
+    "volumes", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("host", String(255), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("migration_status", String(32), nullable=True, index=True),
     # The backend object holding the data after a migration swapped it in;
     # None while the data still lives in the object named after `id`.
-    name_id: Mapped[str | None] = mapped_column(String(36))
-    project_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    attach_status: Mapped[str] = mapped_column(String(32), default=ATTACH_DETACHED)
-    provider_location: Mapped[str | None] = mapped_column(Text)
+    Column("name_id", String(36), nullable=True),
+    Column("project_id", String(255), nullable=True, index=True),
+    Column("attach_status", String(32), nullable=False, default=ATTACH_DETACHED),
+    Column("provider_location", Text, nullable=True),
     # The identity of the backend object holding the data (JSON of what the
     # driver's volume_identity() said when it was created), as Cinder's
     # provider_id: before the source is deleted, the destination must still
     # be that very object.
-    provider_id: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
+    Column("provider_id", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("updated_at", DateTime, nullable=True, onupdate=utcnow),
+)
 
-
-class Migration(Base):
-    __tablename__ = "migrations"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+migrations_table = Table(
+    "migrations", metadata,
+    Column("id", String(36), primary_key=True),
     # No foreign key: the history outlives a deleted volume.
-    volume_id: Mapped[str] = mapped_column(String(36), index=True)
-    source_host: Mapped[str] = mapped_column(String(255))
-    dest_host: Mapped[str] = mapped_column(String(255))
-    lock_volume: Mapped[bool] = mapped_column(Boolean, default=False)
-    force_host_copy: Mapped[bool] = mapped_column(Boolean, default=False)
-    case: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(String(32), index=True)
+    Column("volume_id", String(36), nullable=False, index=True),
+    Column("source_host", String(255), nullable=False),
+    Column("dest_host", String(255), nullable=False),
+    Column("lock_volume", Boolean, nullable=False, default=False),
+    Column("force_host_copy", Boolean, nullable=False, default=False),
+    Column("case", String(32), nullable=False),
+    Column("state", String(32), nullable=False, index=True),
     # Status of the volume when the request was accepted, restored at the end.
-    previous_status: Mapped[str] = mapped_column(String(32))
-    dest_volume_id: Mapped[str | None] = mapped_column(String(36))
-    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    Column("previous_status", String(32), nullable=False),
+    Column("dest_volume_id", String(36), nullable=True),
+    Column("bytes_total", BigInteger, nullable=False, default=0),
     # Bytes known durable on the destination: where a resumed copy starts.
-    bytes_durable: Mapped[int] = mapped_column(BigInteger, default=0)
+    Column("bytes_durable", BigInteger, nullable=False, default=0),
     # How far the copy had got at the last progress report (its "bytes copied";
     # may run ahead of bytes_durable).
-    progress_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    percent: Mapped[float] = mapped_column(Float, default=0.0)
-    progress_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
-    progress_reports: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
+    Column("progress_bytes", BigInteger, nullable=False, default=0),
+    Column("percent", Float, nullable=False, default=0.0),
+    Column("progress_at", DateTime, nullable=True),
+    Column("progress_reports", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
     # Set by an attach/detach (from any process) to stop an unlocked migration.
-    abort_reason: Mapped[str | None] = mapped_column(Text)
-    flow_uuid: Mapped[str | None] = mapped_column(String(36))
+    Column("abort_reason", Text, nullable=True),
+    Column("flow_uuid", String(36), nullable=True),
     # The service process running the flow ("hostname/boot_id/pid/start_ticks"),
     # and when it last said it was alive; recovery claims flows of dead owners.
-    owner: Mapped[str | None] = mapped_column(String(255))
-    heartbeat_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    started_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
-    finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    Column("owner", String(255), nullable=True),
+    Column("heartbeat_at", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+)

@@ -14,7 +14,7 @@ def _ours(obj, name, type_, reflected, compare_to) -> bool:
 
 
 context.configure(connection=context.config.attributes["connection"],
-                  target_metadata=models.Base.metadata, version_table=VERSION_TABLE,
+                  target_metadata=models.metadata, version_table=VERSION_TABLE,
                   render_as_batch=True, include_object=_ours)
 with context.begin_transaction():
     context.run_migrations()

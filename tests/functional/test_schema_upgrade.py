@@ -87,6 +87,6 @@ def test_models_match_the_migrations(tmp_path):
         context = MigrationContext.configure(conn, opts={
             "include_object": lambda obj, name, type_, *a: (
                 type_ != "table" or name in {"volumes", "migrations"})})
-        diff = compare_metadata(context, models.Base.metadata)
+        diff = compare_metadata(context, models.metadata)
     assert diff == [], ("db/models.py and db/migrations disagree; add a revision: "
                         f"{diff}")

@@ -14,14 +14,16 @@ import textwrap
 
 import pytest
 
-# Loaded only by commands that run migrations, connect to an array or change the schema.
-NOT_FOR_READING = ("taskflow", "networkx", "eventlet", "oslo_messaging", "paramiko", "alembic")
+# Loaded only by commands that run migrations, connect to an array or change the schema
+# (sqlalchemy.orm: our tables are Core, and neither alembic nor TaskFlow imports it).
+NOT_FOR_READING = ("taskflow", "networkx", "eventlet", "oslo_messaging", "paramiko", "alembic",
+                   "sqlalchemy.orm")
 
 PROBE = textwrap.dedent("""
     import json, sys
     from volmigrate.cli.main import main
     status = main(sys.argv[1:])
-    loaded = sorted({name.split(".")[0] for name in sys.modules})
+    loaded = sorted(sys.modules)
     sys.stderr.write(json.dumps({"status": status, "loaded": loaded}) + "\\n")
 """)
 
@@ -52,6 +54,12 @@ def conf(tmp_path):
     return str(path)
 
 
+def _found(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
+    """The packages of which `loaded` (module names) holds the package or a module in it."""
+    return sorted(p for p in packages
+                  if p in loaded or any(m.startswith(p + ".") for m in loaded))
+
+
 def _loaded(conf: str, *args: str) -> tuple[int, set[str], str]:
     proc = subprocess.run([sys.executable, "-c", PROBE, "--config-file", conf, *args],
                           capture_output=True, text=True, cwd=os.path.dirname(conf),
@@ -67,13 +75,13 @@ def _loaded(conf: str, *args: str) -> tuple[int, set[str], str]:
 def test_reading_commands_load_nothing_that_runs_migrations(conf, args):
     status, loaded, _ = _loaded(conf, *args)
     assert status == (0 if args[0] == "list" else 1)
-    assert loaded.isdisjoint(NOT_FOR_READING), sorted(loaded & set(NOT_FOR_READING))
+    assert _found(loaded, NOT_FOR_READING) == []
 
 
 def test_json_output_needs_no_rich(conf):
     status, loaded, out = _loaded(conf, "list", "--format", "json")
     assert status == 0 and json.loads(out) == []
-    assert "rich" not in loaded
+    assert _found(loaded, ("rich",)) == []
 
 
 def test_cli_case_names_are_the_flow_factories():
