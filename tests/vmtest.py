@@ -129,14 +129,20 @@ def dedent(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
 
 
-def wait_for(predicate, timeout: float = 10.0) -> None:
+# How long a test waits for something that will come (a migration to end, a
+# command to answer, a condition to hold): only a broken build reaches it, however
+# loaded the machine; a passing test never waits that long.
+PATIENCE = 300.0
+
+
+def wait_for(predicate, timeout: float = PATIENCE) -> None:
     import time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    raise AssertionError(f"condition not reached in {timeout:g} s")
 
 
 def lose_flow(svc: MigrationService, flow_uuid: str) -> None:
@@ -147,15 +153,126 @@ def lose_flow(svc: MigrationService, flow_uuid: str) -> None:
         conn.execute(sa.text("DELETE FROM flowdetails WHERE uuid = :u"), {"u": flow_uuid})
 
 
-def wait_migrating(svc: MigrationService, volume_id: str) -> None:
-    wait_for(lambda: svc.get_volume(volume_id)["migration_status"] == "migrating")
+# -- copies held on purpose -----------------------------------------------------
+# A test that acts while a copy runs must not bet on how long the copy lasts:
+# it holds the copy, acts, then lets it go (or aborts, signals, kills it).
+#
+# Across processes (a `volmigrate` command): a copy throttled to HOLD_BPS moves
+# its first block (volume_dd_blocksize, 1 MiB by default) at once, makes it
+# durable, then waits block / HOLD_BPS seconds (17 minutes for 1 MiB) before the
+# next: held at exactly one block, far longer than any test, until it is
+# aborted, signalled or killed. Every copy method paces its runs so (dd, kernel,
+# file I/O), so does the Storwize simulator's move (1 MiB chunks, --migrate-rate).
+HOLD_BPS = 1024
+# In this process: CopyGate (the `copy_gate` fixture) holds a copy at its first
+# durable checkpoint until the test releases it; released, it goes on at full
+# speed. A copy checkpoints before its end when its volume holds data and
+# migration_checkpoint_size is below its size: these options make it every MiB.
+HOLDABLE = {"migration_checkpoint_size": "1M"}
+
+
+class CopyGate:
+    """Holds the copy of every migration run in this process at its first durable
+    checkpoint, until the test releases it or the migration is asked to abort.
+
+    The copy records each durable checkpoint on its migration row (`bytes_durable`)
+    from its own thread; the gate waits right after that record. A held copy has
+    copied and made durable part of the volume (its position is known, the
+    monitor reports it) and cannot get further, however long the test takes.
+    An abort (the row's abort_reason) opens the gate, so the abort is seen at
+    once, as it would be between two blocks.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        self._lock = threading.Condition()
+        self._held: dict[str, int] = {}       # migration id -> bytes durable when held
+        self._released: dict[str, threading.Event] = {}
+        self._armed = True
+
+    def wrap(self, update_migration):
+        """Database.update_migration, with the gate after a checkpoint's record."""
+        import functools
+        gate = self
+
+        @functools.wraps(update_migration)
+        def gated(db, migration_id, values, *args, **kwargs):
+            result = update_migration(db, migration_id, values, *args, **kwargs)
+            if set(values) == {"bytes_durable"}:
+                gate._maybe_hold(db, migration_id, values["bytes_durable"])
+            return result
+        return gated
+
+    def _maybe_hold(self, db, migration_id: str, done: int) -> None:
+        import threading
+        import time
+        row = db.get_migration(migration_id)
+        with self._lock:
+            if (not self._armed or migration_id in self._held
+                    or not 0 < done < row["bytes_total"]):
+                return
+            self._held[migration_id] = done
+            released = self._released.setdefault(migration_id, threading.Event())
+            self._lock.notify_all()
+        # Only a test that failed while holding a copy (and stops its service
+        # before the fixture's teardown releases it) waits this long.
+        deadline = time.monotonic() + PATIENCE
+        while not released.wait(0.05) and time.monotonic() < deadline:
+            if (db.get_migration(migration_id) or {}).get("abort_reason"):
+                return
+
+    def wait_held(self, svc: MigrationService, migration_id: str) -> int:
+        """Until the migration's copy is held; the bytes it has made durable."""
+        import time
+        deadline = time.monotonic() + PATIENCE
+        with self._lock:
+            while migration_id not in self._held:
+                state = svc.get_migration(migration_id)["state"]
+                if state not in ("pending", "running"):
+                    raise AssertionError(
+                        f"migration {migration_id} ended ({state}) without a checkpoint "
+                        f"before its end: give its volume data, and the service HOLDABLE")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the copy of migration {migration_id} was not "
+                                         f"held in {PATIENCE:g} s")
+                self._lock.wait(0.05)
+            return self._held[migration_id]
+
+    def migrate(self, svc: MigrationService, volume_id: str, dest: str, **kwargs):
+        """Start a migration and return its (accepted) response once its copy is held."""
+        response = svc.migrate_volume(volume_id, dest, **kwargs)
+        assert response.accepted, response.message
+        self.wait_held(svc, response.migration_id)
+        return response
+
+    def release(self, migration_id: str | None = None) -> None:
+        """Let one held copy go on (or, without an id, every copy, and hold no more)."""
+        import threading
+        with self._lock:
+            if migration_id is None:
+                self._armed = False
+                for event in self._released.values():
+                    event.set()
+            else:
+                self._released.setdefault(migration_id, threading.Event()).set()
+
+
+@pytest.fixture
+def copy_gate(make_service, monkeypatch):
+    """A CopyGate on every migration copy of this process, opened at the end of the
+    test (before make_service stops the services, so none waits on a held copy)."""
+    from volmigrate.db.api import Database
+    gate = CopyGate()
+    monkeypatch.setattr(Database, "update_migration", gate.wrap(Database.update_migration))
+    yield gate
+    gate.release()
 
 
 # -- data of any backend's volume, through its driver ---------------------------
 def _open_volume(svc: MigrationService, volume: dict, writable: bool):
     """(file object, cleanup) on a volume of any backend, as a migration reaches it."""
     from volmigrate.drivers.base import ACCESS_STREAM
-    from volmigrate.flows.volume_tasks import volume_ref
+    from volmigrate.common.volumes import volume_ref
 
     driver = svc.drivers[volume["host"].split("@", 1)[1].split("#", 1)[0]]
     ref = volume_ref(volume)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from vmtest import MiB, host, snapshot, wait_migrating, write_config
+from vmtest import HOLDABLE, PATIENCE, MiB, fill_random, host, snapshot, write_config
 from volmigrate.engine import MigrationService, REJECTED_PREFIX
 from volmigrate.engine.exceptions import ConfigError, InvalidInput, VolumeNotFound
 
@@ -60,39 +60,47 @@ def test_volume_in_error(service, volume):
     _rejected(service, volume["id"], host("b"), "is error: only available volumes")
 
 
-def test_volume_already_migrating(make_service):
-    svc = make_service(volume_copy_bps_limit=8 * MiB)
-    vol = svc.create_volume(16 * MiB, host("a"))
-    first = svc.migrate_volume(vol["id"], host("b"))
-    assert first.accepted
+def _held_volume(make_service):
+    """A service whose migration copies are held (copy_gate), and a volume with data."""
+    svc = make_service(**HOLDABLE)
+    vol = svc.create_volume(4 * MiB, host("a"))
+    fill_random(vol["provider_location"], 4 * MiB)
+    return svc, vol
+
+
+def test_volume_already_migrating(make_service, copy_gate):
+    svc, vol = _held_volume(make_service)
+    first = copy_gate.migrate(svc, vol["id"], host("b"))  # still running: held
     _rejected(svc, vol["id"], host("b"), "already being migrated")
-    assert svc.wait(first.migration_id, 60)["state"] == "success"
+    copy_gate.release(first.migration_id)
+    assert svc.wait(first.migration_id, PATIENCE)["state"] == "success"
 
 
-def test_hidden_destination_cannot_be_migrated_or_seen(make_service):
-    svc = make_service(volume_copy_bps_limit=8 * MiB)
-    vol = svc.create_volume(16 * MiB, host("a"))
-    first = svc.migrate_volume(vol["id"], host("b"))
-    wait_migrating(svc, vol["id"])
+def test_hidden_destination_cannot_be_migrated_or_seen(make_service, copy_gate):
+    svc, vol = _held_volume(make_service)
+    first = copy_gate.migrate(svc, vol["id"], host("b"))
     hidden = [v for v in svc.list_volumes(include_hidden=True) if v["id"] != vol["id"]]
     assert len(hidden) == 1 and hidden[0]["migration_status"] == f"target:{vol['id']}"
     assert [v["id"] for v in svc.list_volumes()] == [vol["id"]]
     with pytest.raises(VolumeNotFound):
         svc.get_volume(hidden[0]["id"])
     _rejected(svc, hidden[0]["id"], host("a"), "not found")
-    svc.wait(first.migration_id, 60)
+    copy_gate.release(first.migration_id)
+    assert svc.wait(first.migration_id, PATIENCE)["state"] == "success"
 
 
 def test_non_boolean_flags(service, volume):
     _rejected(service, volume["id"], host("b"), "must be true or false", lock_volume="yes")
 
 
-def test_concurrent_requests_exactly_one_wins(make_service):
-    svc = make_service(volume_copy_bps_limit=64 * MiB)
+def test_concurrent_requests_exactly_one_wins(make_service, copy_gate):
+    svc = make_service(**HOLDABLE)
     for _ in range(5):
-        # 16 MiB at 64 MiB/s: the winner still runs when a thread the scheduler held
-        # back asks (a finished one would be rejected as "already on host b").
-        vol = svc.create_volume(16 * MiB, host("a"))
+        # The winner's copy is held until every thread has had its answer: a thread
+        # the scheduler held back asks while it runs (a finished migration would
+        # reject it as "already on host b" instead).
+        vol = svc.create_volume(4 * MiB, host("a"))
+        fill_random(vol["provider_location"], 4 * MiB)
         barrier = threading.Barrier(8)
         answers = []
 
@@ -109,7 +117,9 @@ def test_concurrent_requests_exactly_one_wins(make_service):
         assert len(accepted) == 1, [a.message for a in answers]
         assert all("already being migrated" in a.reason for a in answers if not a.accepted), \
             [a.reason for a in answers]
-        assert svc.wait(accepted[0].migration_id, 60)["state"] == "success"
+        copy_gate.wait_held(svc, accepted[0].migration_id)
+        copy_gate.release(accepted[0].migration_id)
+        assert svc.wait(accepted[0].migration_id, PATIENCE)["state"] == "success"
         assert len(svc.list_migrations(vol["id"])) == 1
 
 
@@ -136,13 +146,13 @@ def test_create_on_unknown_or_malformed_host(service):
     assert snapshot(service) == before
 
 
-def test_delete_refused_while_migrating(make_service):
-    svc = make_service(volume_copy_bps_limit=8 * MiB)
-    vol = svc.create_volume(16 * MiB, host("a"))
-    response = svc.migrate_volume(vol["id"], host("b"))
+def test_delete_refused_while_migrating(make_service, copy_gate):
+    svc, vol = _held_volume(make_service)
+    response = copy_gate.migrate(svc, vol["id"], host("b"))
     with pytest.raises(Exception, match="is being migrated"):
         svc.delete_volume(vol["id"])
-    assert svc.wait(response.migration_id, 60)["state"] == "success"
+    copy_gate.release(response.migration_id)
+    assert svc.wait(response.migration_id, PATIENCE)["state"] == "success"
     svc.delete_volume(vol["id"])
     assert svc.list_volumes(include_hidden=True) == []
 

@@ -8,6 +8,7 @@ volume's statuses afterwards, and the sha256 of its data.
 import json
 import os
 import queue
+import re
 import select
 import signal
 import sqlite3
@@ -18,14 +19,16 @@ import threading
 import pytest
 from oslo_config import cfg
 
-from vmtest import IS_ROOT, MiB, fill_random, host, sha256_of, wait_for, write_config
+from vmtest import (HOLD_BPS, IS_ROOT, PATIENCE, MiB, fill_random, host, sha256_of, wait_for,
+                    write_config)
 from volmigrate.cli import output
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Slow enough that a signal always lands during the copy, even on a loaded machine.
-SIZE, RATE = 32 * MiB, 2 * MiB
+# The copy is held (HOLD_BPS) after its first MiB: a signal always lands during
+# it, however loaded the machine, and the rollback it starts is not slowed.
+SIZE, RATE = 4 * MiB, HOLD_BPS
 # Bytes a terminal could act on: ESC, CR, BEL, the C1 CSI.
 RAW_CONTROLS = ("\x1b", "\r", "\x07", "\x9b")
 
@@ -36,6 +39,20 @@ def _env(kill_at: str | None = None) -> dict:
     if kill_at:
         env["VOLMIGRATE_TEST_KILL_AT"] = kill_at
     return env
+
+
+# Commands started by a test: a held migration would outlive a failed test.
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_command_left_behind():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 class Setup:
@@ -56,15 +73,17 @@ class Setup:
         conf(["--config-file", self.conf])
         return MigrationService(conf)
 
-    def run(self, *args: str, timeout: float = 120, kill_at: str | None = None):
+    def run(self, *args: str, timeout: float = PATIENCE, kill_at: str | None = None):
         return subprocess.run([CLI, "--config-file", self.conf, *args], capture_output=True,
                               text=True, timeout=timeout, env=_env(kill_at))
 
     def start(self, *args: str, **kwargs) -> subprocess.Popen:
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
-        return subprocess.Popen([CLI, "--config-file", self.conf, *args], text=True,
+        proc = subprocess.Popen([CLI, "--config-file", self.conf, *args], text=True,
                                 env=_env(), **kwargs)
+        _STARTED.append(proc)
+        return proc
 
     def migrate(self, *extra: str, **kwargs) -> subprocess.Popen:
         return self.start("migrate", self.volume["id"], host("b"), "--lock-volume", *extra,
@@ -76,8 +95,18 @@ class Setup:
     def migration(self) -> dict:
         return self.svc.db.latest_migration(self.volume["id"])
 
-    def wait_copying(self, timeout: float = 60) -> None:
-        wait_for(lambda: self.now()["migration_status"] == "migrating", timeout=timeout)
+    def wait_copying(self, proc: subprocess.Popen) -> None:
+        """Until the migration copies (held there), the command still running it."""
+        wait_for(lambda: proc.poll() is not None
+                 or self.now()["migration_status"] == "migrating")
+        assert proc.poll() is None, f"the command ended ({proc.returncode}) before its copy"
+
+    def set_option(self, name: str, value) -> None:
+        """Change a [DEFAULT] option of the config file, as an administrator would."""
+        text = open(self.conf).read()
+        text, found = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value}", text)
+        assert found == 1, name
+        open(self.conf, "w").write(text)
 
     def assert_rolled_back(self, reason: str | None = None) -> dict:
         """Usable on its source, data intact, no hidden destination left."""
@@ -110,9 +139,9 @@ def _one_line(text: str) -> str:
     (signal.SIGINT, False)], ids=["SIGTERM-wait", "SIGTERM", "SIGHUP", "SIGINT"])
 def test_signal_rolls_back_the_migration(setup, signum, wait):
     proc = setup.migrate(*(["--wait"] if wait else []))
-    setup.wait_copying()
+    setup.wait_copying(proc)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=PATIENCE)
     name = signal.Signals(signum).name
     assert proc.returncode == 128 + signum, err
     migration = setup.assert_rolled_back(f"aborted: the migrate command received {name}")
@@ -141,13 +170,13 @@ def test_sighup_after_the_terminal_closed(setup):
     reader = threading.Thread(target=drain)
     reader.start()
     try:
-        setup.wait_copying()
+        setup.wait_copying(proc)
     finally:
         stop.set()
         reader.join()
         os.close(master)  # the terminal closes...
     proc.send_signal(signal.SIGHUP)  # ...and hangs its processes up
-    assert proc.wait(timeout=60) == 128 + signal.SIGHUP
+    assert proc.wait(timeout=PATIENCE) == 128 + signal.SIGHUP
     setup.assert_rolled_back("aborted: the migrate command received SIGHUP")
 
 
@@ -156,14 +185,14 @@ def test_more_signals_during_the_rollback_do_not_cut_it_short(setup):
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout])
     reader.start()
-    setup.wait_copying()
+    setup.wait_copying(proc)
     proc.send_signal(signal.SIGTERM)
-    while "aborting migration" not in lines.get(timeout=60):
+    while "aborting migration" not in lines.get(timeout=PATIENCE):
         pass
     proc.send_signal(signal.SIGTERM)  # a service manager insisting
     proc.send_signal(signal.SIGINT)  # an impatient Ctrl-C
     err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, err
+    assert proc.wait(timeout=PATIENCE) == 128 + signal.SIGTERM, err
     reader.join()
     setup.assert_rolled_back("aborted: the migrate command received SIGTERM")
     assert "Migration" in _one_line(err)
@@ -175,10 +204,12 @@ def test_sigterm_during_recover_rolls_back(setup):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     first_owner = setup.migration()["owner"]
     proc = setup.start("recover")
-    wait_for(lambda: setup.migration()["owner"] != first_owner
-             and setup.now()["migration_status"] == "migrating", timeout=60)
+    # The resumed copy is held (HOLD_BPS): SIGTERM lands while it runs.
+    wait_for(lambda: proc.poll() is not None or (setup.migration()["owner"] != first_owner
+             and setup.now()["migration_status"] == "migrating"))
+    assert proc.poll() is None, f"recover ended ({proc.returncode}) before its copy"
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 128 + signal.SIGTERM, err
     migration = setup.assert_rolled_back("aborted: the recover command received SIGTERM")
     assert _one_line(err) == (
@@ -268,18 +299,23 @@ def small_state_fs(tmp_path):
 
 def test_full_state_filesystem(tmp_path, small_state_fs):
     volumes = tmp_path / "volumes"  # the volumes live elsewhere
-    s = Setup(tmp_path, size=16 * MiB, volume_copy_bps_limit=4 * MiB, backends={
-        "a": {"local_volume_dir": volumes / "a"}, "b": {"local_volume_dir": volumes / "b"}})
+    # A copy that goes on writing to the database (a 64 KiB block made durable and
+    # recorded every half second) for a minute: far longer than filling the
+    # file system takes, so its next record meets the full file system.
+    s = Setup(tmp_path, size=8 * MiB, volume_copy_bps_limit=128 * 1024,
+              volume_dd_blocksize="64K", backends={
+                  "a": {"local_volume_dir": volumes / "a"},
+                  "b": {"local_volume_dir": volumes / "b"}})
     s.svc.db.engine.dispose()  # our connections closed: the migration starts a new WAL
     proc = s.migrate()
-    s.wait_copying()
+    s.wait_copying(proc)
     filler = small_state_fs / "filler"
     with open(filler, "wb") as f:  # another program takes all the space left
         with pytest.raises(OSError):
             while True:
                 f.write(b"\0" * MiB)
                 f.flush()
-    out, err = proc.communicate(timeout=180)
+    out, err = proc.communicate(timeout=PATIENCE)
     assert proc.returncode == 1, out + err
     database = f"sqlite:///{small_state_fs}/volmigrate.sqlite"
     migration = s.migration()
@@ -289,6 +325,7 @@ def test_full_state_filesystem(tmp_path, small_state_fs):
         f"`volmigrate recover`: run it once the database can be written again")
 
     filler.unlink()
+    s.set_option("volume_copy_bps_limit", 0)  # the recovery need not wait
     recovered = s.run("recover")
     assert recovered.returncode == 0, recovered.stderr
     volume, migration = s.now(), s.migration()
@@ -328,7 +365,7 @@ def test_hostile_names_are_escaped(tmp_path):
     }
     runs = {}
     for name, proc in started.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=PATIENCE)
         runs[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if name != "json":
             _assert_clean(out, err)

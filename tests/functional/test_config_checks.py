@@ -13,7 +13,7 @@ import sys
 import pytest
 from oslo_config import cfg
 
-from vmtest import IS_ROOT, MiB, host, wait_for, write_config
+from vmtest import IS_ROOT, PATIENCE, MiB, host, wait_for, write_config
 from volmigrate.drivers.local import LocalDriver
 from volmigrate.engine import MigrationService
 from volmigrate.engine.exceptions import ConfigError
@@ -99,7 +99,7 @@ def test_concurrent_first_use_all_succeed(tmp_path, flow_db, count):
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, env=env)
                      for _ in range(count)]
-            wait_for(lambda: _blocked_on(gate.name) == count, timeout=120)
+            wait_for(lambda: _blocked_on(gate.name) == count)
         except BaseException:
             for proc in procs:
                 proc.kill()
@@ -109,7 +109,7 @@ def test_concurrent_first_use_all_succeed(tmp_path, flow_db, count):
             fcntl.flock(gate, fcntl.LOCK_UN)  # all go on at once
     created = []
     for proc in procs:
-        out, err = proc.communicate(timeout=180)
+        out, err = proc.communicate(timeout=PATIENCE)
         assert proc.returncode == 0 and err == "", (proc.returncode, err)
         created.append(json.loads(out)["id"])
     listed = json.loads(run(conf, "list", "--format", "json", env=env).stdout)
@@ -132,7 +132,7 @@ def migrated(tmp_path_factory):
     try:
         volume = svc.create_volume(4 * MiB, host("a"))
         response = svc.migrate_volume(volume["id"], host("b"))
-        assert svc.wait(response.migration_id, 60)["state"] == "success"
+        assert svc.wait(response.migration_id, PATIENCE)["state"] == "success"
     finally:
         svc.stop()
         svc.db.engine.dispose()  # as a command ends: SQLite removes the -wal and -shm

@@ -10,12 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, fill_random, host, lose_flow, sha256_of, wait_for, write_config
+from vmtest import (HOLD_BPS, PATIENCE, MiB, fill_random, host, lose_flow, sha256_of,
+                    wait_for, write_config)
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -51,7 +51,12 @@ class Setup:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if not wait:
             return proc
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=PATIENCE)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # a held copy must not outlive the test
+            proc.communicate()
+            raise
         proc.stdout_text, proc.stderr_text = out, err
         return proc
 
@@ -154,38 +159,40 @@ def _children(pid):
     return found
 
 
-def _kill_at_fraction(s, size, fraction, command=("migrate",), orphans=None):
-    """kill -9 the command once its copy has reported `fraction` of `size`.
+def _kill_when_held(s, held_at, command=("migrate",), orphans=None):
+    """kill -9 the command once its copy is held at `held_at` bytes; return the
+    position the copy had reported.
 
-    `orphans`, a set, receives the processes it had started: they outlive it.
+    The copy is throttled to HOLD_BPS: it moves its first block
+    (volume_dd_blocksize, from where this run started) at once, makes it
+    durable and then waits an hour for the next, so the kill surely lands in
+    the middle of the copy. `orphans`, a set, receives the processes the
+    command had started: they outlive it.
     """
     proc = s.migrate(wait=False) if command == ("migrate",) else s.cli(*command, wait=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        migration = s.migration_now()
-        if migration and migration["progress_bytes"] >= fraction * size:
-            break
-        time.sleep(0.02)
-    else:
-        proc.kill()
-        raise AssertionError("the copy did not progress")
-    position = s.migration_now()["progress_bytes"]
-    if orphans is not None:
-        orphans.update(_children(proc.pid))
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    try:
+        wait_for(lambda: proc.poll() is not None
+                 or ((s.migration_now() or {}).get("progress_bytes") or 0) >= held_at)
+        assert proc.poll() is None, f"it ended ({proc.returncode}) before its kill"
+        position = s.migration_now()["progress_bytes"]
+        if orphans is not None:
+            orphans.update(_children(proc.pid))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
+    assert position == held_at  # held there: it cannot have gone further
     return position
 
 
-@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
-def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
-    size, checkpoint = 256 * MiB, 32 * MiB
-    # Held at 32 MiB/s (8 s) so that the kill lands before the end even at 90%;
-    # the recovery copies at full speed.
-    s = setup(size=size, volume_copy_bps_limit=32 * MiB,
-              migration_checkpoint_size=checkpoint)
-    position = _kill_at_fraction(s, size, fraction)
+@pytest.mark.parametrize("held_at", [2 * MiB, 5 * MiB, 7 * MiB], ids=["25%", "62%", "87%"])
+def test_kill_during_copy_resumes_from_the_checkpoint(setup, held_at):
+    size = 8 * MiB
+    # The copy moves one block of `held_at` bytes, makes it durable, and is held
+    # there until the kill; the recovery copies at full speed.
+    s = setup(size=size, volume_copy_bps_limit=HOLD_BPS, volume_dd_blocksize=held_at,
+              migration_checkpoint_size="1M")
+    position = _kill_when_held(s, held_at)
     durable = s.migration_now()["bytes_durable"]
     assert 0 < durable <= size
 
@@ -199,19 +206,19 @@ def test_kill_during_copy_resumes_from_the_checkpoint(setup, fraction):
     assert start == durable
     remaining = size - position
     # What the resumed copy actually wrote: the remaining bytes plus at most one
-    # checkpoint interval that was copied before the kill but not yet durable.
+    # synced run (a block here) that was copied before the kill but not yet durable.
     assert written == size - start
-    assert written <= remaining + checkpoint, (written, remaining)
+    assert written <= remaining + held_at, (written, remaining)
 
 
 def test_killed_twice_in_a_row(setup):
-    size = 64 * MiB
-    # Held at 16 MiB/s (4 s) so that each kill lands before the end of its copy.
-    s = setup(size=size, volume_copy_bps_limit=16 * MiB, migration_checkpoint_size=8 * MiB)
-    _kill_at_fraction(s, size, 0.3)
+    size, block = 8 * MiB, 2 * MiB
+    # Each run of the copy moves one block and is held there until its kill.
+    s = setup(size=size, volume_copy_bps_limit=HOLD_BPS, volume_dd_blocksize=block)
+    _kill_when_held(s, block)
     first_checkpoint = s.migration_now()["bytes_durable"]
     # The recovery itself dies in the middle of the resumed copy...
-    _kill_at_fraction(s, size, 0.6, command=("recover",))
+    _kill_when_held(s, first_checkpoint + block, command=("recover",))
     assert s.volume_now()["status"] == "maintenance"
     assert s.migration_now()["bytes_durable"] > first_checkpoint
     # ...and the next one finishes it (at full speed).
@@ -243,13 +250,12 @@ def test_missing_flow_detail_is_rolled_back_with_a_reason(setup):
 
 
 def test_two_recoveries_at_once_resume_the_flow_only_once(setup):
-    size = 64 * MiB
-    # Held at 16 MiB/s (4 s) so that the kill lands before the end of the copy.
-    s = setup(size=size, volume_copy_bps_limit=16 * MiB)
-    _kill_at_fraction(s, size, 0.3)
+    # The copy is held after its first MiB until the kill.
+    s = setup(size=4 * MiB, volume_copy_bps_limit=HOLD_BPS)
+    _kill_when_held(s, MiB)
     s.set_option("volume_copy_bps_limit", 0)
     first, second = s.cli("recover", wait=False), s.cli("recover", wait=False)
-    outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
+    outputs = [p.communicate(timeout=PATIENCE)[0] for p in (first, second)]
     assert first.returncode == second.returncode == 0
     resumed = [o for o in outputs if ": resumed (" in o]
     assert len(resumed) == 1, outputs
@@ -284,16 +290,18 @@ def test_backend_gone_at_recovery_is_rolled_back_where_possible(setup, tmp_path)
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
                     reason="loop devices need root and /dev/loop-control")
-def test_kill_during_a_copy_between_loop_devices(setup, tmp_path):
-    size = 128 * MiB
-    # The copy is held (16 MiB/s: 8 s) so that the kill lands in its middle...
-    s = setup(size=size, volume_copy_bps_limit=16 * MiB, migration_checkpoint_size=16 * MiB,
+@pytest.mark.parametrize("method", ["kernel", "dd"])
+def test_kill_during_a_copy_between_loop_devices(setup, tmp_path, method):
+    size, block = 8 * MiB, 2 * MiB
+    # The copy is held after its first block so that the kill lands in its middle...
+    s = setup(size=size, volume_copy_bps_limit=HOLD_BPS, volume_dd_blocksize=block,
+              copy_method=method,
               backends={"a": {"local_access": "block"}, "b": {"local_access": "block"}})
     state_dir = str(tmp_path / "state")
     orphans = set()
-    _kill_at_fraction(s, size, 0.25, orphans=orphans)
-    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in orphans),
-             timeout=60)  # what it started (a dd) has ended too
+    _kill_when_held(s, block, orphans=orphans)
+    # What it started (a dd, a losetup) has ended too.
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in orphans))
     s.set_option("volume_copy_bps_limit", 0)  # ...and the recovery need not wait
     leftover = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
                               capture_output=True, text=True).stdout

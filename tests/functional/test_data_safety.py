@@ -7,8 +7,9 @@ in `error` with the source intact and the volume still on it; the source is
 deleted only once the destination has been re-opened through its driver and
 proven to be the object that was written.
 
-The copies are held on purpose by `volume_copy_bps_limit`: the test acts as
-soon as the copy is seen moving, with seconds of copy still ahead of it.
+The copies are held on purpose (the `copy_gate` fixture) after their first
+MiB: the test strikes while a copy is surely half way, then lets it go on at
+full speed.
 """
 
 import json
@@ -18,11 +19,10 @@ import sys
 
 import pytest
 
-from vmtest import (HAS_LOOP, IS_ROOT, MiB, fill_random, host, notifications, sha256_of,
-                    volume_files, wait_for, write_config)
+from vmtest import (HAS_LOOP, HOLDABLE, IS_ROOT, PATIENCE, MiB, fill_random, host,
+                    notifications, sha256_of, volume_files, write_config)
 
 SIZE = 4 * MiB
-RATE = 2 * MiB  # 2 s of copy: the window in which the test strikes
 
 # (access of both backends, copy_method, migration_verify)
 MODES = [
@@ -40,30 +40,31 @@ MODES = [
 ]
 
 
-def _service(make_service, access="path", method="auto", verify="none", rate=RATE,
-             backends=None):
+def _service(make_service, access="path", method="auto", verify="none", backends=None):
     backends = backends or {"a": {"local_access": access}, "b": {"local_access": access}}
     return make_service(backends=backends, copy_method=method, migration_verify=verify,
-                        volume_copy_bps_limit=rate)
+                        **HOLDABLE)
 
 
 def _dest_path(tmp_path, migration_id: str) -> str:
     return str(tmp_path / "state" / "volumes" / "b" / f"volume-{migration_id}")
 
 
-def _wait_copying(svc, volume_id: str) -> None:
-    """Until the copy has written its first bytes (and still has seconds to go)."""
-    wait_for(lambda: svc.get_migration_progress(volume_id)["bytes_copied"] > 0, timeout=60)
-
-
-def _held_migration(svc, lock_volume: bool = False):
-    """A volume of random data whose throttled migration has started copying:
-    (volume, sha256 of its data, the migration response)."""
+def _held_migration(svc, gate, lock_volume: bool = False):
+    """A volume of random data whose migration holds its copy after the first MiB:
+    (volume, sha256 of its data, the migration response). `gate.release()` lets
+    the copy go on."""
     volume = svc.create_volume(SIZE, host("a"))
     before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"), lock_volume=lock_volume)
-    _wait_copying(svc, volume["id"])
+    response = gate.migrate(svc, volume["id"], host("b"), lock_volume=lock_volume)
+    assert 0 < svc.get_migration_progress(volume["id"])["bytes_copied"] < SIZE
     return volume, before, response
+
+
+def _strike_then_release(svc, gate, response) -> dict:
+    """What the test did to the held copy is done: let it go on, to its end."""
+    gate.release(response.migration_id)
+    return svc.wait(response.migration_id, PATIENCE)
 
 
 def _assert_source_kept(svc, tmp_path, volume, before, migration, *phrases):
@@ -83,37 +84,38 @@ def _assert_source_kept(svc, tmp_path, volume, before, migration, *phrases):
 
 
 @pytest.mark.parametrize("access,method,verify", MODES)
-def test_destination_removed_during_the_copy(make_service, tmp_path, access, method,
-                                             verify):
+def test_destination_removed_during_the_copy(make_service, copy_gate, tmp_path, access,
+                                             method, verify):
     svc = _service(make_service, access, method, verify)
-    volume, before, response = _held_migration(svc, lock_volume=True)
+    volume, before, response = _held_migration(svc, copy_gate, lock_volume=True)
     os.unlink(_dest_path(tmp_path, response.migration_id))  # a cleanup job
-    migration = svc.wait(response.migration_id, 60)
+    migration = _strike_then_release(svc, copy_gate, response)
     _assert_source_kept(svc, tmp_path, volume, before, migration)
     assert ("removed during the copy" in migration["error"]
             or "dd exited" in migration["error"]), migration["error"]
 
 
-def test_destination_replaced_during_the_copy(make_service, tmp_path):
+def test_destination_replaced_during_the_copy(make_service, copy_gate, tmp_path):
     """Removed, and a file of the same name and size made in its place."""
     svc = _service(make_service, method="kernel")
-    volume, before, response = _held_migration(svc)
+    volume, before, response = _held_migration(svc, copy_gate)
     dest = _dest_path(tmp_path, response.migration_id)
     os.unlink(dest)
     with open(dest, "wb") as f:
         f.truncate(SIZE)
-    migration = svc.wait(response.migration_id, 60)
+    migration = _strike_then_release(svc, copy_gate, response)
     _assert_source_kept(svc, tmp_path, volume, before, migration,
                         "is not the object that was written", "the source is kept")
 
 
 @pytest.mark.parametrize("method", ["kernel", "dd"])
-def test_destination_directory_removed_during_the_copy(make_service, tmp_path, method):
+def test_destination_directory_removed_during_the_copy(make_service, copy_gate, tmp_path,
+                                                       method):
     svc = _service(make_service, method=method)
-    volume, before, response = _held_migration(svc)
+    volume, before, response = _held_migration(svc, copy_gate)
     dest_dir = tmp_path / "state" / "volumes" / "b"
     subprocess.run(["rm", "-rf", str(dest_dir)], check=True)
-    migration = svc.wait(response.migration_id, 60)
+    migration = _strike_then_release(svc, copy_gate, response)
     assert migration["state"] == "error", migration
     after = svc.get_volume(volume["id"])
     assert after["host"] == volume["host"] and after["migration_status"] == "error"
@@ -122,14 +124,15 @@ def test_destination_directory_removed_during_the_copy(make_service, tmp_path, m
 
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a tmpfs needs root")
 @pytest.mark.parametrize("method", ["kernel", "dd"])
-def test_read_only_file_system_mounted_over_the_destination(make_service, tmp_path, method):
+def test_read_only_file_system_mounted_over_the_destination(make_service, copy_gate, tmp_path,
+                                                           method):
     svc = _service(make_service, method=method)
-    volume, before, response = _held_migration(svc)
+    volume, before, response = _held_migration(svc, copy_gate)
     dest_dir = str(tmp_path / "state" / "volumes" / "b")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", dest_dir],
                    check=True)
     try:
-        migration = svc.wait(response.migration_id, 60)
+        migration = _strike_then_release(svc, copy_gate, response)
         assert migration["state"] == "error", migration
         after = svc.get_volume(volume["id"])
         assert after["host"] == volume["host"] and after["migration_status"] == "error"
@@ -151,13 +154,13 @@ def test_destination_removed_while_no_process_ran_it(tmp_path):
     before = fill_random(volume["provider_location"], SIZE)
     killed = subprocess.run([cli, "--config-file", conf, "migrate", volume["id"], host("b"),
                              "--lock-volume"], capture_output=True, text=True, env=env,
-                            timeout=120)
+                            timeout=PATIENCE)
     assert killed.returncode == -9, killed.stderr
     leftovers = volume_files(tmp_path, "b")
     assert len(leftovers) == 1
     os.unlink(tmp_path / "state" / "volumes" / "b" / leftovers[0])
     subprocess.run([cli, "--config-file", conf, "recover"], capture_output=True, text=True,
-                   timeout=120)
+                   timeout=PATIENCE)
     shown = json.loads(subprocess.run([cli, "--config-file", conf, "show", volume["id"],
                                        "--format", "json"], capture_output=True, text=True,
                                       check=True).stdout)
@@ -184,13 +187,13 @@ SOURCE_MODES = [
 
 @pytest.mark.parametrize("access,method", SOURCE_MODES)
 def test_source_shorter_than_its_volume(make_service, tmp_path, access, method):
-    svc = _service(make_service, access, method, rate=0)
+    svc = _service(make_service, access, method)
     volume = svc.create_volume(SIZE, host("a"))
     fill_random(volume["provider_location"], SIZE)
     os.truncate(volume["provider_location"], MiB)
     before = sha256_of(volume["provider_location"])
     response = svc.migrate_volume(volume["id"], host("b"))
-    migration = svc.wait(response.migration_id, 60)
+    migration = svc.wait(response.migration_id, PATIENCE)
     assert migration["state"] == "error"
     assert "ended" in migration["error"], migration["error"]
     after = svc.get_volume(volume["id"])
@@ -200,11 +203,11 @@ def test_source_shorter_than_its_volume(make_service, tmp_path, access, method):
 
 
 @pytest.mark.parametrize("method", ["kernel", "dd"])
-def test_source_truncated_during_the_copy(make_service, tmp_path, method):
+def test_source_truncated_during_the_copy(make_service, copy_gate, tmp_path, method):
     svc = _service(make_service, method=method)
-    volume, _, response = _held_migration(svc)
+    volume, _, response = _held_migration(svc, copy_gate)
     os.truncate(volume["provider_location"], SIZE // 2)
-    migration = svc.wait(response.migration_id, 60)
+    migration = _strike_then_release(svc, copy_gate, response)
     assert migration["state"] == "error", migration
     assert "source ended early" in migration["error"], migration["error"]
     after = svc.get_volume(volume["id"])
@@ -216,14 +219,14 @@ def test_source_truncated_during_the_copy(make_service, tmp_path, method):
 @pytest.mark.parametrize("access,method", SOURCE_MODES)
 def test_a_symlink_in_place_of_the_source_is_not_followed(make_service, tmp_path, access,
                                                           method):
-    svc = _service(make_service, access, method, rate=0)
+    svc = _service(make_service, access, method)
     volume = svc.create_volume(SIZE, host("a"))
     outside = tmp_path / "outside-the-backend"
     secret = fill_random(_make(outside), SIZE)
     os.unlink(volume["provider_location"])
     os.symlink(outside, volume["provider_location"])
     response = svc.migrate_volume(volume["id"], host("b"))
-    migration = svc.wait(response.migration_id, 60)
+    migration = svc.wait(response.migration_id, PATIENCE)
     assert migration["state"] == "error"
     assert "symbolic link" in migration["error"], migration["error"]
     assert sha256_of(str(outside)) == secret  # untouched
@@ -241,12 +244,12 @@ def _make(path) -> str:
 
 def test_the_destination_identity_is_recorded_and_carried(make_service):
     """provider_id names the object written; after the swap, the volume's."""
-    svc = _service(make_service, rate=0)
+    svc = _service(make_service)
     volume = svc.create_volume(SIZE, host("a"))
     assert volume["provider_id"]
     before = fill_random(volume["provider_location"], SIZE)
     response = svc.migrate_volume(volume["id"], host("b"))
-    assert svc.wait(response.migration_id, 60)["state"] == "success"
+    assert svc.wait(response.migration_id, PATIENCE)["state"] == "success"
     after = svc.get_volume(volume["id"])
     st = os.stat(after["provider_location"])
     assert json.loads(after["provider_id"]) == {"dev": st.st_dev, "ino": st.st_ino,

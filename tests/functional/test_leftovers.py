@@ -18,7 +18,8 @@ import sys
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, fill_random, host, lose_flow, sha256_of, wait_for, write_config
+from vmtest import (HOLD_BPS, PATIENCE, MiB, fill_random, host, lose_flow, sha256_of,
+                    wait_for, write_config)
 from volmigrate.engine import MigrationService
 
 CLI = os.path.join(os.path.dirname(sys.executable), "volmigrate")
@@ -58,7 +59,7 @@ class World:
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         if wait:
-            proc.out, proc.err = proc.communicate(timeout=120)
+            proc.out, proc.err = proc.communicate(timeout=PATIENCE)
         return proc
 
     def enable(self, *backends: str) -> None:
@@ -79,14 +80,17 @@ class World:
 
 
 def kill_mid_copy(world, volume, size):
-    """kill -9 a throttled `migrate --lock-volume` once part of the data is copied."""
+    """kill -9 a `migrate --lock-volume` whose copy is held (HOLD_BPS) after its
+    first MiB, once that MiB is reported."""
     proc = world.cli("migrate", volume["id"], host("b"), "--lock-volume", wait=False)
     try:
-        wait_for(lambda: ((world.svc.db.latest_migration(volume["id"]) or {})
-                 .get("progress_bytes") or 0) >= MiB, timeout=60)
+        wait_for(lambda: proc.poll() is not None
+                 or ((world.svc.db.latest_migration(volume["id"]) or {})
+                     .get("progress_bytes") or 0) >= MiB)
+        assert proc.poll() is None, f"it ended ({proc.returncode}) before its kill"
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        proc.communicate(timeout=PATIENCE)
     assert proc.returncode == -signal.SIGKILL
     migration = world.svc.db.latest_migration(volume["id"])
     assert 0 < migration["progress_bytes"] < size  # the copy was cut short
@@ -115,9 +119,9 @@ def immutable():
 
 
 def test_destination_on_a_disabled_backend_is_removed_once_it_is_back(tmp_path):
-    # 64 MiB at 2 MiB/s: the copy cannot end before the kill at 1 MiB.
-    size = 64 * MiB
-    world = World(tmp_path, volume_copy_bps_limit=2 * MiB)
+    # The copy is held after 1 MiB (HOLD_BPS): it cannot end before the kill.
+    size = 4 * MiB
+    world = World(tmp_path, volume_copy_bps_limit=HOLD_BPS)
     volume, before = world.create(size)
     migration = kill_mid_copy(world, volume, size)
     partial = world.dest_file(migration["id"])
@@ -177,7 +181,8 @@ def test_a_failed_delete_is_reported_and_retried(tmp_path, immutable):
     recovered = world.cli("recover")
     assert recovered.returncode == 0, recovered.err
     error = world.svc.get_migration(migration["id"])["error"]
-    assert f"deleting volume data {migration['id']} on node1@b#b failed: " in error
+    # One wording whoever removes it (the flow's revert or recovery's roll-back).
+    assert f"destination {migration['id']} on node1@b#b could not be deleted: " in error
     assert "Operation not permitted" in error
     assert "`volmigrate recover` or `volmigrate cleanup` will try again" in error
     assert_restored(world, volume, before)
@@ -218,7 +223,8 @@ def leave_behind(world, svc, count):
     left = []
     for i in range(count):
         volume = svc.create_volume(MiB, host("a"), name=f"v{i}")
-        migration = svc.wait(svc.migrate_volume(volume["id"], host("c")).migration_id, 60)
+        migration = svc.wait(svc.migrate_volume(volume["id"], host("c")).migration_id,
+                             PATIENCE)
         assert migration["state"] == "error"
         assert "injected failure of connect" in migration["error"]
         left.append((volume, migration))
@@ -229,15 +235,17 @@ def leave_behind(world, svc, count):
 
 
 def test_cleanup_never_touches_a_running_migration(tmp_path):
-    world = faulty_world(tmp_path, volume_copy_bps_limit=MiB)
+    world = faulty_world(tmp_path, volume_copy_bps_limit=HOLD_BPS)
     svc = world.service()
     svc.start()
     try:
         [(old, failed)] = leave_behind(world, svc, 1)
-        # A migration that runs (held by the 1 MiB/s limit: 64 s) in this process.
-        volume = svc.create_volume(64 * MiB, host("a"))
+        # A migration that runs in this process, its copy held (HOLD_BPS) after
+        # its first MiB until the abort below, however long cleanup takes.
+        volume = svc.create_volume(4 * MiB, host("a"))
+        fill_random(volume["provider_location"], 4 * MiB)
         response = svc.migrate_volume(volume["id"], host("b"))
-        wait_for(lambda: svc.get_volume(volume["id"])["migration_status"] == "migrating")
+        wait_for(lambda: svc.get_migration_progress(volume["id"])["bytes_copied"] >= MiB)
         running = world.dest_file(response.migration_id)
         assert os.path.exists(running)
 
@@ -257,6 +265,9 @@ def test_cleanup_never_touches_a_running_migration(tmp_path):
         assert ended["state"] == "error"
         assert world.hidden() == [] and world.files("b") == []
     finally:
+        for migration in svc.list_migrations():  # a held copy, if a check above failed
+            if migration["state"] in ("pending", "running"):
+                svc.abort_migration(migration["id"])
         svc.stop()
 
 
@@ -270,7 +281,7 @@ def test_two_cleanups_at_once_remove_each_leftover_once(tmp_path):
         svc.stop()
     first, second = (world.cli("cleanup", wait=False, conf_path=world.fixed_conf)
                      for _ in range(2))
-    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    outputs = [p.communicate(timeout=PATIENCE) for p in (first, second)]
     assert first.returncode == second.returncode == 0, outputs
     removed = [line for out, _ in outputs for line in out.splitlines()
                if "leftover removed" in line]

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import time
 
-from vmtest import MiB, fill_random, host, notifications, sha256_of, wait_for
+from vmtest import (HOLDABLE, PATIENCE, MiB, fill_random, host, notifications, sha256_of,
+                    wait_for)
 
 SIZE = 64 * MiB
 RATE = 32 * MiB  # ~2 s copy
-# A copy held on purpose (64 s): it cannot end before a check made while it
-# runs, however slow the machine; the test then aborts it.
-HELD_RATE = MiB
+# Copies held on purpose (copy_gate) after their first MiB: they cannot end
+# before a check made while they run, however slow the machine; the tests
+# then abort them.
+HELD_SIZE = 4 * MiB
 
 
 def test_progress_reports_during_a_two_second_copy(make_service, caplog):
@@ -23,7 +25,7 @@ def test_progress_reports_during_a_two_second_copy(make_service, caplog):
     fill_random(volume["provider_location"], SIZE)
     started = time.monotonic()
     response = svc.migrate_volume(volume["id"], host("b"))
-    migration = svc.wait(response.migration_id, 60)
+    migration = svc.wait(response.migration_id, PATIENCE)
     elapsed = time.monotonic() - started
     assert migration["state"] == "success"
 
@@ -53,44 +55,43 @@ def test_progress_reports_during_a_two_second_copy(make_service, caplog):
     assert len(lines) == len(progress)
     assert lines[-1] == f"Migration of volume {volume['id']}: 100% ({SIZE} of {SIZE} bytes)"
     assert migration["progress_reports"] == len(progress)
-    assert migration["bytes_copied"] == SIZE and migration["percent"] == 100.0
+    assert migration["bytes_durable"] == SIZE and migration["percent"] == 100.0
     # The bps limit holds within 10%.
     assert elapsed >= SIZE / RATE * 0.9
 
 
-def test_another_process_sees_the_progress_through_the_database(make_service, tmp_path):
-    svc = make_service(volume_copy_bps_limit=HELD_RATE,
-                       migration_progress_report_interval=0.1)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = fill_random(volume["provider_location"], SIZE)
-    response = svc.migrate_volume(volume["id"], host("b"))
-    # A report is in the database (the copy runs for a minute more).
-    wait_for(lambda: svc.get_migration(response.migration_id)["progress_bytes"] > 0,
-             timeout=30)
+def test_another_process_sees_the_progress_through_the_database(make_service, copy_gate,
+                                                               tmp_path):
+    svc = make_service(migration_progress_report_interval=0.1, **HOLDABLE)
+    volume = svc.create_volume(HELD_SIZE, host("a"))
+    before = fill_random(volume["provider_location"], HELD_SIZE)
+    # The copy is held after its first MiB until the abort below, however long
+    # the command takes to start and answer.
+    response = copy_gate.migrate(svc, volume["id"], host("b"))
+    wait_for(lambda: svc.get_migration(response.migration_id)["progress_bytes"] > 0)
     cli = os.path.join(os.path.dirname(sys.executable), "volmigrate")
     out = subprocess.run([cli, "--config-file", str(tmp_path / "volmigrate.conf"), "progress",
                           volume["id"], "--format", "json"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=PATIENCE)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["migration_status"] == "migrating"
     assert 0 < info["percent"] < 100
-    assert 0 < info["bytes_copied"] < info["bytes_total"] == SIZE
+    assert 0 < info["bytes_copied"] < info["bytes_total"] == HELD_SIZE
     assert info["live"] is False  # from the stored report: the copy runs in another process
     ended = svc.abort_migration(response.migration_id)
     assert ended["state"] == "error" and ended["error"] == "aborted by the administrator"
     assert sha256_of(svc.get_volume(volume["id"])["provider_location"]) == before
 
 
-def test_live_progress_in_the_service_process(make_service):
-    svc = make_service(volume_copy_bps_limit=HELD_RATE, migration_progress_report_interval=30)
-    volume = svc.create_volume(SIZE, host("a"))
-    response = svc.migrate_volume(volume["id"], host("b"))
-    wait_for(lambda: svc.get_migration_progress(volume["id"])["bytes_copied"] > 0,
-             timeout=30)
+def test_live_progress_in_the_service_process(make_service, copy_gate):
+    svc = make_service(migration_progress_report_interval=30, **HOLDABLE)
+    volume = svc.create_volume(HELD_SIZE, host("a"))
+    fill_random(volume["provider_location"], HELD_SIZE)
+    response = copy_gate.migrate(svc, volume["id"], host("b"))
     info = svc.get_migration_progress(volume["id"])
     # No report was made yet (interval 30 s) but the copy's own position is asked.
-    assert info["live"] is True and 0 < info["bytes_copied"] < SIZE
+    assert info["live"] is True and 0 < info["bytes_copied"] < HELD_SIZE
     assert svc.get_migration(response.migration_id)["progress_reports"] == 0
     ended = svc.abort_migration(response.migration_id)
     assert ended["state"] == "error"

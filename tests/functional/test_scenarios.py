@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from vmtest import (HAS_LVM, NO_LVM_REASON, MiB, host, notifications, volume_files,
-                    volume_sha256, wait_for, write_volume)
+from vmtest import (HAS_LVM, NO_LVM_REASON, PATIENCE, MiB, host, notifications,
+                    volume_files, volume_sha256, wait_for, write_volume)
 from volmigrate.drivers.base import object_id
 
 pytestmark = pytest.mark.skipif(not HAS_LVM, reason=NO_LVM_REASON)
@@ -63,7 +63,7 @@ def migrate_and_check(world, source: str, dest: str, case: str, force_host_copy=
     before = write_volume(svc, volume, DATA)
     response = svc.migrate_volume(volume["id"], dest, force_host_copy=force_host_copy)
     assert response.accepted, response.message
-    migration = svc.wait(response.migration_id, timeout=180)
+    migration = svc.wait(response.migration_id, timeout=PATIENCE)
 
     assert migration["state"] == "success", migration["error"]
     assert migration["case"] == case
@@ -107,13 +107,17 @@ def test_storwize_to_lvm(world):
     migrate_and_check(world, host("svc"), host("lvm2"), "host-copy-paths")
 
 
-def test_storwize_pool_to_pool_is_moved_by_the_array(world):
+def test_storwize_pool_to_pool_is_moved_by_the_array(make_service, make_vg, make_array,
+                                                     tmp_path):
+    # The array moves 16 MiB/s: 4.5 s in which the monitor (every 0.1 s) sees it move.
+    world = World(make_service, make_vg, make_array, tmp_path,
+                  array_options={"migrate_rate": "16M"})
     _, moved, percents = migrate_and_check(world, host("svc") + "#pool1",
                                            host("svc") + "#pool2", "driver-assisted")
     assert moved["name_id"] is None  # the same vdisk: the array moved it, we copied nothing
     assert moved["provider_location"] == f"pool2/volume-{moved['id']}"
     assert world.array.vdisks() == {f"volume-{moved['id']}": "pool2"}
-    # Progress came from the array while it moved (64M/s: about a second).
+    # Progress came from the array while it moved.
     assert len([p for p in percents if 0 < p < 100]) >= 2
 
 
@@ -156,7 +160,7 @@ def test_array_refuses_the_move(make_service, make_vg, make_array, tmp_path):
     volume = svc.create_volume(SIZE, host("svc") + "#pool1")
     before = write_volume(svc, volume, DATA)
     migration = svc.wait(svc.migrate_volume(volume["id"], host("svc") + "#pool2")
-                         .migration_id, 60)
+                         .migration_id, PATIENCE)
     assert_failed_and_usable(world, volume, migration, before, "CMMVC5859E")
     assert world.array.vdisks() == {f"volume-{volume['id']}": "pool1"}
 
@@ -169,7 +173,7 @@ def test_pool_out_of_space_for_the_array_move(make_service, make_vg, make_array,
     volume = svc.create_volume(SIZE, host("svc") + "#pool1")
     before = write_volume(svc, volume, DATA)
     migration = svc.wait(svc.migrate_volume(volume["id"], host("svc") + "#pool2")
-                         .migration_id, 60)
+                         .migration_id, PATIENCE)
     assert migration["case"] == "driver-assisted"
     assert "CMMVC5860E" in migration["error"]
     assert svc.get_volume(volume["id"])["status"] == "available"
@@ -183,7 +187,7 @@ def test_pool_out_of_space_for_a_host_copy(make_service, make_vg, make_array, tm
     volume = svc.create_volume(SIZE, host("lvm1"))
     before = write_volume(svc, volume, DATA)
     migration = svc.wait(svc.migrate_volume(volume["id"], host("svc") + "#pool1")
-                         .migration_id, 60)
+                         .migration_id, PATIENCE)
     assert_failed_and_usable(world, volume, migration, before, "CMMVC5860E")
     assert world.array.vdisks() == {}
     assert world.vg1.lvs() == [f"volume-{volume['id']}"]
@@ -191,26 +195,26 @@ def test_pool_out_of_space_for_a_host_copy(make_service, make_vg, make_array, tm
 
 def test_ssh_drops_mid_move_and_comes_back(make_service, make_vg, make_array, tmp_path,
                                            caplog):
-    # The move is held (72 MiB at 4 MiB/s: 18 s) so that it is surely cut in the
-    # middle; the array comes back faster, to finish it soon. Up to 8 attempts
-    # per SSH call (about 10 s) cover the restart of the array on a slow machine.
+    # The move is held (72 MiB at 1 MiB/s: 72 s, far longer than the checks
+    # before the kill) so that it is surely cut in the middle; the array comes
+    # back faster, to finish it soon. Up to 40 attempts per SSH call (over a
+    # minute) cover the restart of the array on any loaded machine; they are
+    # only spent while it is down.
     world = World(make_service, make_vg, make_array, tmp_path,
-                  array_options={"migrate_rate": "4M"}, ssh_retries=8)
+                  array_options={"migrate_rate": "1M"}, ssh_retries=40)
     svc, array = world.svc, world.array
     volume = svc.create_volume(SIZE, host("svc") + "#pool1")
     before = write_volume(svc, volume, DATA)
     response = svc.migrate_volume(volume["id"], host("svc") + "#pool2")
-    wait_for(lambda: (svc.get_migration(response.migration_id)["progress_reports"] or 0) >= 2,
-             timeout=30)
+    wait_for(lambda: (svc.get_migration(response.migration_id)["progress_reports"] or 0) >= 2)
     caplog.clear()
     array.kill()  # the array's SSH service goes away mid-move...
     # ...the service notices (a call to the array fails and is tried again)...
-    wait_for(lambda: any("trying again" in r.getMessage() for r in caplog.records),
-             timeout=30)
+    wait_for(lambda: any("trying again" in r.getMessage() for r in caplog.records))
     assert svc.get_migration(response.migration_id)["state"] == "running"
     array.migrate_rate = "64M"
     array.start()  # ...and it comes back on the same port; the move resumes on the array
-    migration = svc.wait(response.migration_id, 120)
+    migration = svc.wait(response.migration_id, PATIENCE)
     assert migration["state"] == "success", migration["error"]
     moved = svc.get_volume(volume["id"])
     assert moved["host"] == host("svc") + "#pool2"
@@ -219,15 +223,16 @@ def test_ssh_drops_mid_move_and_comes_back(make_service, make_vg, make_array, tm
 
 
 def test_ssh_gone_for_good_mid_move(make_service, make_vg, make_array, tmp_path):
+    # The move is held (72 MiB at 1 MiB/s: 72 s) so that the kill surely cuts it.
     world = World(make_service, make_vg, make_array, tmp_path,
-                  array_options={"migrate_rate": "16M"})
+                  array_options={"migrate_rate": "1M"})
     svc, array = world.svc, world.array
     volume = svc.create_volume(SIZE, host("svc") + "#pool1")
     write_volume(svc, volume, DATA)
     response = svc.migrate_volume(volume["id"], host("svc") + "#pool2")
     wait_for(lambda: array.cli("svcinfo lsmigrate -delim !") != "")  # the array moves it
     array.kill()
-    migration = svc.wait(response.migration_id, 120)
+    migration = svc.wait(response.migration_id, PATIENCE)
     assert migration["state"] == "error"
     assert "lost track of the backend's move" in migration["error"]
     assert "cannot reach the Storwize array" in migration["error"]

@@ -18,7 +18,7 @@ import paramiko
 import pytest
 from oslo_config import cfg
 
-from vmtest import MiB, wait_for
+from vmtest import PATIENCE, MiB, wait_for
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
 from volmigrate.drivers.storwize import StorwizeCommandError, StorwizeDriver
 
@@ -36,11 +36,11 @@ class Shell:
         self.client = paramiko.SSHClient()
         self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         self.client.connect("127.0.0.1", array.port, array.LOGIN, password or array.PASSWORD,
-                            look_for_keys=False, allow_agent=False, timeout=10)
+                            look_for_keys=False, allow_agent=False, timeout=60)
         self.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def run(self, command: str) -> tuple[int, str, str]:
-        _, stdout, stderr = self.client.exec_command(command, timeout=10)
+        _, stdout, stderr = self.client.exec_command(command, timeout=60)
         out, err = stdout.read().decode(), stderr.read().decode()
         return stdout.channel.recv_exit_status(), out, err
 
@@ -109,7 +109,7 @@ def data_path(shell: Shell, vdisk: str) -> str:
     return shell.detail(f"svcinfo lsvdisk -delim ! {vdisk}")["sim_data_path"]
 
 
-def progress_until_done(shell: Shell, timeout: float = 30) -> list[int]:
+def progress_until_done(shell: Shell, timeout: float = PATIENCE) -> list[int]:
     """lsmigrate's progress of vdisk 0, polled until it is not moving any more."""
     seen = []
     deadline = time.monotonic() + timeout
@@ -294,7 +294,9 @@ def test_migratevdisk_moves_the_data_in_the_background(array, shell):
     seen = progress_until_done(shell)
     assert shell.ok("svcinfo lsmigrate -delim !") == ""
     elapsed = time.monotonic() - started
-    assert 2.0 < elapsed < 6, elapsed  # 80 MiB at 32 MiB/s
+    # 80 MiB at 32 MiB/s: never faster (2.5 s); slower only as much as a loaded
+    # machine makes it, and it ends.
+    assert 2.0 < elapsed < 60, elapsed
     changes = [p for i, p in enumerate(seen) if i == 0 or p != seen[i - 1]]
     assert changes == sorted(set(changes)) and len(changes) >= 5, seen
     assert all(0 <= p < 100 for p in seen)
@@ -317,9 +319,11 @@ def test_migratevdisk_moves_the_data_in_the_background(array, shell):
 
 
 def test_kill_9_mid_move_then_restart(make_array):
-    # 16 MiB/s: the 96 MiB move lasts 6 s, so the kill lands in its middle and
-    # the restarted array still moves when it is asked (3 s left); it saves its
-    # position every second (a sixth of the move).
+    # 16 MiB/s: the 96 MiB move lasts 6 s, so the kill at 45% lands in its middle
+    # (3 s before its end); it saves its position every second (a sixth of the
+    # move). Restarted, the array moves 1 KiB/s: the resumed move takes one
+    # 1 MiB step at once and then waits, so it still moves when it is asked,
+    # however long the restart took.
     array = make_array(migrate_rate="16M")
     shell = Shell(array)
     size = 96 * MiB
@@ -329,9 +333,10 @@ def test_kill_9_mid_move_then_restart(make_array):
     write_random(source, [(0, size)])
     before = sha256(source)
     shell.ok("svctask migratevdisk -mdiskgrp pool2 -vdisk v1")
-    wait_for(lambda: shell.progress() >= 45, timeout=30)
+    wait_for(lambda: shell.progress() >= 45)
     shell.close()
     array.kill()  # SIGKILL (and waited for): no chance to save anything
+    array.migrate_rate = "1K"
     array.start()  # the same data dir, the same port
 
     again = Shell(array)
@@ -340,6 +345,14 @@ def test_kill_9_mid_move_then_restart(make_array):
         resumed = again.progress()
         assert resumed is not None and resumed >= 25, resumed
         assert again.detail("svcinfo lsvdisk -delim ! v1")["mdisk_grp_name"] == "pool1"
+    finally:
+        again.close()
+    array.kill()  # once more, to finish the move at full speed
+    array.migrate_rate = "64M"
+    array.start()
+
+    again = Shell(array)
+    try:
         seen = progress_until_done(again)
         assert seen == sorted(seen)
         assert data_path(again, "v1") == os.path.join(array.data_dir, "pool2", "v1")
@@ -563,9 +576,9 @@ def test_driver_assisted_move(array, shell, tmp_path):
 
 
 def test_driver_retries_while_the_array_restarts(array, tmp_path, caplog):
-    # 12 attempts wait up to about 18 s in all: far longer than a restart of
-    # the array takes on a slow machine.
-    driver = make_driver(array, tmp_path, storwize_ssh_retries=12)
+    # 40 attempts wait over a minute in all: far longer than a restart of the
+    # array takes on a loaded machine (they are spent only while it is down).
+    driver = make_driver(array, tmp_path, storwize_ssh_retries=40)
     vol = volume()
     driver.create_volume(vol)
     array.kill()
@@ -581,11 +594,10 @@ def test_driver_retries_while_the_array_restarts(array, tmp_path, caplog):
     caller = threading.Thread(target=call)
     caller.start()
     # A few attempts fail meanwhile.
-    wait_for(lambda: sum("trying again" in r.getMessage() for r in caplog.records) >= 2,
-             timeout=30)
+    wait_for(lambda: sum("trying again" in r.getMessage() for r in caplog.records) >= 2)
     assert caller.is_alive()
     array.start()  # the same port: the pooled connection is dead, a new one works
-    caller.join(timeout=20)
+    caller.join(timeout=PATIENCE)
     assert result == {"pool": "pool1"}
 
     array.kill()  # gone for good
