@@ -9,13 +9,13 @@ import functools
 import os
 import sqlite3
 import stat
-import time
 import urllib.parse
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+import tenacity
 from oslo_log import log as logging
 from sqlalchemy.engine import Engine
 
@@ -56,18 +56,17 @@ def _use_wal(cur) -> None:
     locked". So the switch is retried, backing off, as the busy handler
     would, for as long as it would wait.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
-    delay = 0.005
-    while True:
-        try:
+    for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_database_locked),
+            wait=tenacity.wait_exponential(multiplier=0.005, max=0.1),
+            stop=tenacity.stop_after_delay(SQLITE_BUSY_TIMEOUT), reraise=True):
+        with attempt:
             if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(2 * delay, 0.1)
+
+
+def _database_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def sqlite_path(url: str | sa.engine.URL) -> str | None:
