@@ -9,6 +9,7 @@ below it and none imports another.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 
 import tenacity
@@ -26,6 +27,8 @@ from volmigrate.flows import runtime
 
 # How often a wait for a migration run by another process reads its row.
 WAIT_POLL_SECONDS = 0.1
+# Longest a wait for a flow of this process sleeps without running signal handlers.
+WAKE_SECONDS = 0.5
 
 
 class ServiceContext:
@@ -158,10 +161,7 @@ class ServiceContext:
         migration = self.migration_for(ref)
         future = self.future_of(migration["id"])
         if future is not None:
-            try:
-                future.result(timeout=timeout)
-            except concurrent.futures.TimeoutError:
-                raise TimeoutError(f"migration {migration['id']} still running") from None
+            _wait_awake(future, timeout, f"migration {migration['id']} still running")
             return self.get_migration(migration["id"])
         stop = tenacity.stop_never if timeout is None else tenacity.stop_after_delay(timeout)
         try:
@@ -173,3 +173,23 @@ class ServiceContext:
         except tenacity.RetryError:
             raise TimeoutError(f"migration {migration['id']} still running") from None
 
+
+def _wait_awake(future: concurrent.futures.Future, timeout: float | None,
+                still_running: str) -> None:
+    """Wait for a flow's future, waking every WAKE_SECONDS.
+
+    A wait without a timeout sleeps in one lock acquire; a signal the kernel
+    hands to another thread then never wakes it, and the command's handler
+    (SIGINT, SIGTERM: roll back, exit) would not run until the migration
+    ended: once, a SIGINT was lost that way for the 300 s a test waited.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAKE_SECONDS if deadline is None else min(WAKE_SECONDS,
+                                                         deadline - time.monotonic())
+        done, _ = concurrent.futures.wait([future], timeout=max(left, 0))
+        if done:
+            future.result()  # a flow that raised raises here
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(still_running)
