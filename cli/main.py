@@ -42,7 +42,8 @@ COMMANDS = {
     "progress": ("volumes", "progress"), "attach": ("volumes", "attach"),
     "detach": ("volumes", "detach"), "migrate": ("migrations", "cmd_migrate"),
     "recover": ("migrations", "cmd_recover"), "cleanup": ("migrations", "cmd_cleanup"),
-    "flow": ("flow", "flow"),
+    "flow": ("flow", "flow"), "cancel": ("migrations", "cmd_cancel"),
+    "serve": ("serve", "cmd_serve"),
 }
 
 

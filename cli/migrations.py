@@ -165,3 +165,22 @@ def cmd_cleanup(svc: MigrationService, args: argparse.Namespace) -> int:
                 f"{result['action']} ({result['detail']})")
         (output.error if result["action"] == LEFTOVER_KEPT else output.say)(line)
     return 1 if any(r["action"] == LEFTOVER_KEPT for r in results) else 0
+
+
+def cmd_cancel(svc: MigrationService, args: argparse.Namespace) -> int:
+    """Cancel the volume's running migration, wherever it runs, and wait for its rollback.
+
+    Exit 0 when it ended rolled back, 1 when there was nothing to cancel or it
+    could not be (a move inside a backend), or it succeeded before the cancel
+    reached it.
+    """
+    migration = svc.cancel_migration(args.volume)
+    output.say(f"Cancelling migration {migration['id']} of volume {args.volume}")
+    ended = svc.wait(migration["id"])
+    if ended["state"] == "error":
+        output.say(f"Migration {ended['id']} cancelled: {ended['error']}; volume "
+                   f"{args.volume} stays on {ended['source_host']}")
+        return 0
+    output.error(f"volmigrate: migration {ended['id']} ended {ended['state']} before the "
+                 f"cancel reached it")
+    return 1

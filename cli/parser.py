@@ -87,6 +87,13 @@ def add_command_parsers(subparsers) -> None:
     sub.add_argument("target", help=f"a case ({', '.join(CASES)}) or a migration")
     sub.add_argument("--format", choices=("text", "dot"), default="text")
 
+    p = subparsers.add_parser("cancel", help="cancel a volume's running migration: the copy "
+                              "stops and everything is rolled back")
+    p.add_argument("volume")
+
+    subparsers.add_parser("serve", help="run the Block Storage (Cinder v3) API service with "
+                          "the engine, until SIGTERM")
+
     subparsers.add_parser("recover", help="resume (or roll back) the migrations a crashed "
                                           "process left, and wait until they end")
 

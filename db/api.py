@@ -18,6 +18,7 @@ from volmigrate.db import models
 
 volumes = models.volumes_table
 migrations = models.migrations_table
+volume_types = models.volume_types_table
 
 
 class Not:
@@ -102,8 +103,14 @@ class Database:
 
     def list_volumes(
         self, *, migration_status: str | None = None, hidden_project: str | None = None,
-        include_hidden: bool = False,
+        include_hidden: bool = False, project_id: str | None = None,
+        status: str | None = None, host: str | None = None, name: str | None = None,
     ) -> list[dict]:
+        """Volumes matching every filter given.
+
+        `host` matches as Cinder's does, by level: ``node`` matches volumes on
+        ``node``, ``node@any`` and ``node#any``; ``node@be`` matches its pools.
+        """
         query = sa.select(volumes).order_by(volumes.c.created_at, volumes.c.id)
         if migration_status is not None:
             if migration_status.lower() == "none":
@@ -113,6 +120,19 @@ class Database:
         if not include_hidden and hidden_project is not None:
             query = query.where(
                 sa.or_(volumes.c.project_id.is_(None), volumes.c.project_id != hidden_project))
+        if project_id is not None:
+            query = query.where(volumes.c.project_id == project_id)
+        if status is not None:
+            query = query.where(volumes.c.status == status)
+        if name is not None:
+            query = query.where(volumes.c.name == name)
+        if host is not None:
+            escaped = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            levels = [volumes.c.host == host,
+                      volumes.c.host.like(escaped + "#%", escape="\\")]
+            if "@" not in host:
+                levels.append(volumes.c.host.like(escaped + "@%", escape="\\"))
+            query = query.where(sa.or_(*levels))
         return self._all(query)
 
     def update_volume(
@@ -204,3 +224,50 @@ class Database:
     ) -> bool:
         with self.engine.begin() as c:
             return self._conditional_update(c, migrations, migration_id, values, expected)
+
+    # -- volume types ----------------------------------------------------------
+    def create_volume_type(self, values: Mapping[str, Any]) -> dict | None:
+        """Insert a type; None when its name is taken (names are unique)."""
+        values = dict(values)
+        values.setdefault("id", str(uuid.uuid4()))
+        try:
+            with self.engine.begin() as c:
+                return _inserted(c, volume_types, values)
+        except sa.exc.IntegrityError:
+            return None
+
+    def get_volume_type(self, type_id: str) -> dict | None:
+        return self._get(volume_types, type_id)
+
+    def get_volume_type_by_name(self, name: str) -> dict | None:
+        with self.engine.connect() as c:
+            return _to_dict(c.execute(
+                sa.select(volume_types).where(volume_types.c.name == name)).first())
+
+    def list_volume_types(self) -> list[dict]:
+        return self._all(sa.select(volume_types).order_by(volume_types.c.name))
+
+    def update_volume_type(self, type_id: str, values: Mapping[str, Any]) -> bool | None:
+        """Update a type; False when it is gone, None when the new name is taken."""
+        try:
+            with self.engine.begin() as c:
+                return self._conditional_update(c, volume_types, type_id, values)
+        except sa.exc.IntegrityError:
+            return None
+
+    def delete_volume_type(self, type_id: str) -> bool | None:
+        """Delete a type no volume uses; False when it is gone, None when in use.
+
+        One transaction, so a volume created with the type meanwhile either
+        sees it or keeps it.
+        """
+        with self.engine.begin() as c:
+            used = c.execute(sa.select(sa.func.count()).select_from(volumes).where(
+                sa.or_(volumes.c.volume_type_id == type_id))).scalar_one()
+            pending = c.execute(sa.select(sa.func.count()).select_from(migrations).where(
+                migrations.c.new_type_id == type_id,
+                migrations.c.state.in_(models.STATES_UNFINISHED))).scalar_one()
+            if used or pending:
+                return None
+            return c.execute(sa.delete(volume_types).where(
+                volume_types.c.id == type_id)).rowcount == 1

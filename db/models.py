@@ -19,6 +19,8 @@ STATUS_IN_USE = "in-use"
 STATUS_MAINTENANCE = "maintenance"
 STATUS_DELETING = "deleting"
 STATUS_ERROR = "error"
+# A retype that needs a migration holds the volume in this status (Cinder's).
+STATUS_RETYPING = "retyping"
 
 # migration_status values; None means "never migrated".
 MIGRATION_STARTING = "starting"
@@ -74,6 +76,33 @@ volumes_table = Table(
     Column("provider_id", Text, nullable=True),
     Column("created_at", DateTime, nullable=False, default=utcnow),
     Column("updated_at", DateTime, nullable=True, onupdate=utcnow),
+    # What the Block Storage API shows and keeps (revision 0005).
+    Column("volume_type_id", String(36), nullable=True),
+    Column("user_id", String(255), nullable=True),
+    Column("description", String(255), nullable=True),
+    Column("volume_metadata", Text, nullable=True),  # JSON object of strings
+    Column("availability_zone", String(255), nullable=True),
+    # The one attachment a volume may have (no multiattach).
+    Column("attachment_id", String(36), nullable=True),
+    Column("instance_uuid", String(36), nullable=True),
+    Column("attached_host", String(255), nullable=True),
+    Column("mountpoint", String(255), nullable=True),
+    Column("attach_mode", String(8), nullable=True),
+    Column("attached_at", DateTime, nullable=True),
+)
+
+volume_types_table = Table(
+    "volume_types", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", String(255), nullable=True),
+    Column("is_public", Boolean, nullable=False, default=True),
+    Column("extra_specs", Text, nullable=False, default="{}"),  # JSON object of strings
+    # Cinder's encryption type of the volume type (JSON), kept and shown only:
+    # volmigrate refuses to create volumes of an encrypted type.
+    Column("encryption", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    Column("updated_at", DateTime, nullable=True, onupdate=utcnow),
 )
 
 migrations_table = Table(
@@ -110,4 +139,6 @@ migrations_table = Table(
     Column("created_at", DateTime, nullable=False, default=utcnow),
     Column("started_at", DateTime, nullable=True),
     Column("finished_at", DateTime, nullable=True),
+    # Set by a retype: the volume takes this type when the migration succeeds.
+    Column("new_type_id", String(36), nullable=True),
 )

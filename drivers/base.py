@@ -93,6 +93,10 @@ class VolumeDriver(abc.ABC):
 
     #: oslo.config options this driver reads from its backend section.
     options: ClassVar[list[cfg.Opt]] = []
+    # Capabilities reported with the pools (Cinder's names, shown by get_pools).
+    vendor_name: ClassVar[str] = "Open Source"
+    driver_version: ClassVar[str] = "1.0"
+    storage_protocol: ClassVar[str] = "local"
 
     def __init__(self, configuration: Any, backend_name: str, state_path: str) -> None:
         self.configuration = configuration

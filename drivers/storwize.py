@@ -201,6 +201,9 @@ def _blocks(text: str) -> list[dict[str, str]]:
 class StorwizeDriver(base.VolumeDriver):
     """A backend of vdisks in the pools ``storwize_svc_volpool_name`` of one array."""
 
+    vendor_name = "IBM"
+    storage_protocol = "iSCSI"
+
     options = storwize_opts
 
     def __init__(self, *args, **kwargs) -> None:

@@ -133,7 +133,7 @@ class ServiceContext:
         rolls it back: a refusal must say so rather than "try later".
         """
         busy = (volume["migration_status"] in models.MIGRATION_RUNNING_STATES
-                or volume["status"] == models.STATUS_MAINTENANCE)
+                or volume["status"] in (models.STATUS_MAINTENANCE, models.STATUS_RETYPING))
         if not busy:
             return None
         migration = self.connect().latest_migration(volume["id"])

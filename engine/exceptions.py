@@ -13,12 +13,16 @@ class InvalidInput(VolmigrateError):
     """A request's argument is invalid (a size, a host, a name)."""
 
 
-class VolumeNotFound(VolmigrateError):
+class NotFound(VolmigrateError):
+    """What the request names does not exist (a volume type, an attachment)."""
+
+
+class VolumeNotFound(NotFound):
     def __init__(self, volume_id: str) -> None:
         super().__init__(f"volume {volume_id} not found")
 
 
-class MigrationNotFound(VolmigrateError):
+class MigrationNotFound(NotFound):
     def __init__(self, ref: str) -> None:
         super().__init__(f"no migration found for {ref}")
 

@@ -72,6 +72,13 @@ default_opts = [
                     "every this many bytes (from 1M to 64G, e.g. 256M); a copy "
                     "interrupted by a crash resumes from its last checkpoint, re-copying "
                     "at most this much."),
+    cfg.StrOpt("default_volume_type",
+               help="Volume type (name) of a volume created without one; its "
+                    "`volume_backend_name` places the volume. Unset: such volumes have "
+                    "no type and go to the pool with the most free capacity."),
+    cfg.StrOpt("storage_availability_zone", default="nova",
+               help="Availability zone of this node's volumes and services (Cinder's "
+                    "option)."),
     FiniteFloatOpt("migration_heartbeat_interval", default=10.0, min=0.1, max=3600.0,
                    help="Seconds between two heartbeats of a service on the migrations "
                         "it runs. A migration whose owner is on another host and silent "
@@ -123,6 +130,10 @@ backend_opts = [
     cfg.StrOpt("volume_driver",
                help="Driver of this backend: an entry point name of the "
                     "volmigrate.drivers namespace (e.g. local) or module:Class."),
+    cfg.StrOpt("volume_backend_name",
+               help="The name volume types use for this backend in their "
+                    "`volume_backend_name` extra spec (Cinder's option). Default: the "
+                    "section's name."),
 ]
 
 

@@ -20,6 +20,8 @@ from volmigrate.db import models
 from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver
 from volmigrate.drivers.exceptions import DriverError
 from volmigrate.engine.context import ServiceContext
+from volmigrate.engine.opts import read_option
+from volmigrate.engine.types import backend_name_of as type_backend_name
 from volmigrate.engine.exceptions import (BackendError, InvalidInput, InvalidVolumeState,
                                           MigrationNotFound, VolumeNotFound)
 from volmigrate.flows import constants as flow_c
@@ -30,6 +32,8 @@ LOG = logging.getLogger(__name__)
 ACCEPTED_MESSAGE = ("Your migration request has been received. Please check migration "
                     "status and the server log to see more information.")
 REJECTED_PREFIX = "Your migration request failed to process: "
+CANCELLED_REASON = "cancelled by the administrator"
+RETYPE_POLICIES = ("never", "on-demand")
 
 # How long an attach waits for the migration it aborted to finish reverting.
 ABORT_WAIT_SECONDS = 300.0
@@ -67,7 +71,68 @@ class MigrationRequests:
                  migration["dest_host"], lock_volume)
         return MigrationResponse(True, ACCEPTED_MESSAGE, migration_id=migration["id"])
 
-    def _accept(self, volume_id, host, lock_volume, force_host_copy) -> dict:
+    def retype(self, volume_id: str, new_type: dict, migration_policy: str = "never",
+               place: Callable[[int, dict, str], object] | None = None) -> MigrationResponse:
+        """Change the volume's type; migrate it when the type names another backend.
+
+        A retype that needs no migration (the new type fits the volume's
+        backend) is done at once. One that does is refused with policy
+        `never`, as the spec says, and with `on-demand` becomes a migration to
+        a pool `place` chooses, holding the volume `retyping`; the type
+        changes when, and only when, the migration succeeds.
+        """
+        self.ctx.require_started()
+        try:
+            return self._retype(volume_id, new_type, migration_policy, place)
+        except (InvalidInput, InvalidVolumeState, VolumeNotFound, BackendError) as exc:
+            LOG.warning("Retype of volume %s to %s rejected: %s", volume_id,
+                        new_type.get("name"), exc)
+            return MigrationResponse(False, REJECTED_PREFIX + str(exc), reason=str(exc))
+
+    def _retype(self, volume_id, new_type, migration_policy, place) -> MigrationResponse:
+        ctx = self.ctx
+        if migration_policy not in RETYPE_POLICIES:
+            raise InvalidInput(f"migration_policy must be one of {', '.join(RETYPE_POLICIES)}")
+        volume = ctx.get_volume(volume_id)
+        if volume["migration_status"] in models.MIGRATION_RUNNING_STATES:
+            raise InvalidVolumeState(f"volume {volume_id} is being migrated (migration_status "
+                                     f"{volume['migration_status']})")
+        if volume["status"] not in (models.STATUS_AVAILABLE, models.STATUS_IN_USE):
+            raise InvalidVolumeState(f"volume {volume_id} is {volume['status']}: only "
+                                     f"available or in-use volumes can be retyped")
+        if volume["volume_type_id"] == new_type["id"]:
+            raise InvalidInput(f"volume {volume_id} already has type {new_type['name']}")
+        wanted = type_backend_name(new_type)
+        backend = parse_host(volume["host"]).backend
+        if wanted is None or wanted == self._backend_name(backend):
+            if not ctx.connect().update_volume(volume["id"], {"volume_type_id": new_type["id"]}, {
+                    "status": (models.STATUS_AVAILABLE, models.STATUS_IN_USE),
+                    "migration_status": db_api.Not(*models.MIGRATION_RUNNING_STATES)}):
+                raise InvalidVolumeState(f"volume {volume_id} changed during the retype; "
+                                         f"try again")
+            LOG.info("Volume %s retyped to %s (no migration needed)", volume_id,
+                     new_type["name"])
+            return MigrationResponse(True, f"volume {volume_id} retyped to {new_type['name']}")
+        if migration_policy == "never":
+            raise InvalidInput(f"Retype requires migration but is not allowed: type "
+                               f"{new_type['name']} needs backend {wanted}, volume "
+                               f"{volume_id} is on {volume['host']} (use migration_policy "
+                               f"on-demand)")
+        if volume["status"] != models.STATUS_AVAILABLE:
+            raise InvalidVolumeState(f"volume {volume_id} is {volume['status']}: a retype "
+                                     f"that migrates needs an available (detached) volume")
+        dest = place(volume["size"], new_type, backend)
+        migration = self._accept(volume_id, str(dest), False, False, new_type_id=new_type["id"])
+        self._launch(migration)
+        LOG.info("Retype of volume %s to %s accepted: migration %s to %s", volume_id,
+                 new_type["name"], migration["id"], dest)
+        return MigrationResponse(True, ACCEPTED_MESSAGE, migration_id=migration["id"])
+
+    def _backend_name(self, backend: str) -> str:
+        return read_option(self.ctx.conf, "volume_backend_name", backend) or backend
+
+    def _accept(self, volume_id, host, lock_volume, force_host_copy,
+                new_type_id: str | None = None) -> dict:
         ctx = self.ctx
         if not isinstance(lock_volume, bool) or not isinstance(force_host_copy, bool):
             raise InvalidInput("lock_volume and force_host_copy must be true or false")
@@ -89,7 +154,9 @@ class MigrationRequests:
                 f"migrated")
         case = choose_case(volume, dest, source_driver, dest_driver, force_host_copy)
         values = {"migration_status": models.MIGRATION_STARTING}
-        if lock_volume:
+        if new_type_id:
+            values["status"] = models.STATUS_RETYPING
+        elif lock_volume:
             values["status"] = models.STATUS_MAINTENANCE
         migration = ctx.connect().accept_migration(
             volume["id"], values,
@@ -100,7 +167,8 @@ class MigrationRequests:
              "lock_volume": lock_volume, "force_host_copy": force_host_copy,
              "case": case, "state": models.STATE_PENDING,
              "previous_status": volume["status"], "bytes_total": volume["size"],
-             "owner": ctx.identity, "heartbeat_at": models.utcnow()})
+             "owner": ctx.identity, "heartbeat_at": models.utcnow(),
+             "new_type_id": new_type_id})
         if migration is None:  # another request changed the volume since we read it
             now = ctx.get_volume(volume_id)
             if now["migration_status"] in models.MIGRATION_RUNNING_STATES:
@@ -140,6 +208,34 @@ class MigrationRequests:
         self.abort(migration, reason)
         return self.ctx.get_migration(migration["id"])
 
+    def cancel(self, volume_id: str) -> dict:
+        """Ask the volume's running migration to stop and roll back; do not wait.
+
+        The copy stops at its next check (within a block), every step is
+        reverted, and the migration ends `error` with the reason "cancelled".
+        A driver-assisted move cannot be stopped half way and is refused.
+        """
+        ctx = self.ctx
+        volume = ctx.get_volume(volume_id)
+        migration = ctx.connect().latest_migration(volume["id"])
+        if migration is None or migration["state"] not in models.STATES_UNFINISHED:
+            raise InvalidVolumeState(f"There is no migration being performed for volume "
+                                     f"{volume_id} at this moment.")
+        if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+            raise InvalidVolumeState(
+                f"migration {migration['id']} of volume {volume_id} is a move inside backend "
+                f"{parse_host(migration['source_host']).backend}, which cannot be stopped "
+                f"half way; the volume stays usable while it runs")
+        orphan = ctx.orphaned_migration(volume)
+        if orphan:
+            raise InvalidVolumeState(f"volume {volume_id}: {orphan}")
+        ctx.connect().update_migration(migration["id"], {"abort_reason": CANCELLED_REASON},
+                                       {"abort_reason": None})
+        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
+            ctx.runtime.trackers[migration["id"]].abort(CANCELLED_REASON)
+        LOG.warning("Cancelling migration %s of volume %s", migration["id"], volume_id)
+        return ctx.get_migration(migration["id"])
+
     # -- progress ------------------------------------------------------------
     def progress(self, volume_id: str) -> dict:
         """Progress of the volume's latest migration.
@@ -162,6 +258,14 @@ class MigrationRequests:
                 copied, live = max(position, copied), True
         if migration["state"] == models.STATE_SUCCESS:
             copied = total
+        rate = eta = None
+        if migration["state"] in models.STATES_UNFINISHED and migration["started_at"]:
+            # Over the whole migration so far: after a resume it counts the
+            # bytes copied before the crash too, an overestimate that shrinks.
+            elapsed = (models.utcnow() - migration["started_at"]).total_seconds()
+            if elapsed > 0 and copied:
+                rate = copied / elapsed
+                eta = (total - copied) / rate
         return {
             "volume_id": volume["id"], "migration_id": migration["id"],
             "migration_status": volume["migration_status"], "state": migration["state"],
@@ -169,6 +273,7 @@ class MigrationRequests:
             "percent": percent_of(copied, total), "bytes_copied": copied,
             "bytes_total": total, "bytes_durable": migration["bytes_durable"],
             "live": live, "error": migration["error"],
+            "rate": rate, "eta": eta,
             "progress_at": migration["progress_at"], "started_at": migration["started_at"],
             "finished_at": migration["finished_at"],
         }

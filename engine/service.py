@@ -11,6 +11,7 @@ read-only commands start fast. ``start()`` loads the drivers and runs flows.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from oslo_config import cfg
@@ -20,7 +21,9 @@ from volmigrate.common.units import parse_size
 from volmigrate.db import api as db_api
 from volmigrate.drivers.base import VolumeDriver
 from volmigrate.engine import backends, notifications, opts, ownership
+from volmigrate.engine.catalog import Catalog
 from volmigrate.engine.context import ServiceContext
+from volmigrate.engine.types import VolumeTypes
 from volmigrate.engine.requests import (  # noqa: F401 (the embedding API)
     ACCEPTED_MESSAGE,
     REJECTED_PREFIX,
@@ -48,6 +51,8 @@ class MigrationService:
         self._watcher: AbortWatcher | None = None
         self.requests = MigrationRequests(self.ctx, launch=self._launch)
         self.volumes = VolumeOperations(self.ctx, abort=self.requests.abort)
+        self.types = VolumeTypes(self.ctx)
+        self.catalog = Catalog(self.ctx)
 
     # -- what embedders and tools read -------------------------------------
     @property
@@ -118,6 +123,35 @@ class MigrationService:
         runtime.uninstall()
         self.ctx.runtime = None
 
+    def stop_for_restart(self, timeout: float) -> dict[str, str]:
+        """Stop every migration of this process where it stands, to be resumed later.
+
+        A running copy makes what it wrote durable, records that checkpoint and
+        stops; nothing is reverted. The caller then ends the process: each
+        migration's flow stays persisted as running, owned by a process that is
+        gone, and the next start (or `volmigrate recover`) resumes it from its
+        checkpoint. Returns, per migration, where it stopped; a migration not
+        copying (creating its destination, a driver's move) is left as it is,
+        which the same resume handles, as after a crash.
+        """
+        rt = self.ctx.runtime
+        if rt is None:
+            return {}
+        deadline = time.monotonic() + timeout
+        outcome: dict[str, str] = {}
+        for migration_id, tracker in rt.park_all():
+            copying = tracker.position() is not None and not tracker.copy_done.is_set()
+            if copying and tracker.parked.wait(max(0.0, deadline - time.monotonic())):
+                row = self.ctx.connect().get_migration(migration_id)
+                outcome[migration_id] = f"stopped at byte {row['bytes_durable']} (durable)"
+            elif copying:
+                outcome[migration_id] = "still copying at the deadline"
+            else:
+                outcome[migration_id] = "not copying"
+        for migration_id, what in outcome.items():
+            LOG.warning("Migration %s %s; it resumes at the next start", migration_id, what)
+        return outcome
+
     def __enter__(self) -> "MigrationService":
         self.start()
         return self
@@ -158,28 +192,43 @@ class MigrationService:
         return results
 
     # -- volumes ---------------------------------------------------------------
-    def create_volume(self, size: str | int, host: str, name: str | None = None,
-                      project_id: str | None = None) -> dict:
-        """Create an empty (zero-filled, sparse where possible) volume on `host`."""
-        return self.volumes.create(size, host, name=name, project_id=project_id)
+    def create_volume(self, size: str | int, host: str | None = None, name: str | None = None,
+                      project_id: str | None = None, **details) -> dict:
+        """Create an empty (zero-filled, sparse where possible) volume on `host`.
+
+        Without a host the volume is placed by its type (`volume_type`, a type
+        row) or `default_volume_type`, else on the pool with the most free
+        capacity. `details`: volume_type, user_id, description, metadata.
+        """
+        if details.get("volume_type") is None and self.conf.default_volume_type:
+            details["volume_type"] = self.types.get(self.conf.default_volume_type)
+        return self.volumes.create(size, host, name=name, project_id=project_id,
+                                   place=self.catalog.place, **details)
 
     def get_volume(self, volume_id: str, include_hidden: bool = False) -> dict:
         return self.ctx.get_volume(volume_id, include_hidden=include_hidden)
 
     def list_volumes(self, migration_status: str | None = None,
-                     include_hidden: bool = False) -> list[dict]:
-        """Volumes, optionally filtered by migration_status ("none" = never migrated)."""
-        return self.volumes.list(migration_status, include_hidden=include_hidden)
+                     include_hidden: bool = False, **filters: str | None) -> list[dict]:
+        """Volumes, optionally filtered by migration_status ("none" = never migrated),
+        and by project_id, status, host (by level) and name."""
+        return self.volumes.list(migration_status, include_hidden=include_hidden, **filters)
 
-    def delete_volume(self, volume_id: str) -> None:
-        self.volumes.delete(volume_id)
+    def delete_volume(self, volume_id: str, force: bool = False) -> None:
+        self.volumes.delete(volume_id, force=force)
 
-    def attach_volume(self, volume_id: str) -> dict:
-        """Mark the volume attached; an unlocked migration is aborted first."""
-        return self.volumes.attach(volume_id)
+    def attach_volume(self, volume_id: str, **details: str | None) -> dict:
+        """Mark the volume attached; an unlocked migration is aborted first.
 
-    def detach_volume(self, volume_id: str) -> dict:
-        return self.volumes.detach(volume_id)
+        `details`: instance_uuid or host_name, mountpoint, mode (rw or ro).
+        """
+        return self.volumes.attach(volume_id, **details)
+
+    def detach_volume(self, volume_id: str, attachment_id: str | None = None) -> dict:
+        return self.volumes.detach(volume_id, attachment_id)
+
+    def force_detach_volume(self, volume_id: str, attachment_id: str | None = None) -> dict:
+        return self.volumes.force_detach(volume_id, attachment_id)
 
     # -- migrations ----------------------------------------------------------
     def migrate_volume(self, volume_id: str, host: str, lock_volume: bool = False,
@@ -208,3 +257,19 @@ class MigrationService:
     def get_migration_progress(self, volume_id: str) -> dict:
         """Progress of the volume's latest migration (live when it runs here)."""
         return self.requests.progress(volume_id)
+
+    # -- what the Block Storage API adds ---------------------------------------
+    def retype_volume(self, volume_id: str, new_type: str,
+                      migration_policy: str = "never") -> MigrationResponse:
+        """Give the volume another type, migrating it when the type needs another backend."""
+        volume_type = self.types.get(new_type)
+        return self.requests.retype(volume_id, volume_type, migration_policy,
+                                    place=lambda size, vtype, current: self.catalog.place(
+                                        size, vtype, exclude_backend=current))
+
+    def cancel_migration(self, volume_id: str) -> dict:
+        """Stop the volume's running migration and roll it back, without waiting."""
+        return self.requests.cancel(volume_id)
+
+    def reset_volume_status(self, volume_id: str, **values: str | None) -> dict:
+        return self.volumes.reset_status(volume_id, **values)

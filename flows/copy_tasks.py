@@ -24,6 +24,7 @@ from volmigrate.flows import constants as c
 from volmigrate.flows import reporting, runtime
 from volmigrate.flows.datamover import (
     CopyAborted,
+    CopyParked,
     DataMoverError,
     DdCopy,
     FileCopy,
@@ -45,16 +46,22 @@ def _regular_fd(handle) -> int | None:
 
 
 @contextlib.contextmanager
-def _as_migration_errors() -> Iterator[None]:
+def _as_migration_errors(tracker: runtime.Tracker) -> Iterator[None]:
     """Raise the data mover's errors as the migration's own, with the same text.
 
     Only the flows' errors are taken as written for administrators (the
     first task's revert records their text as the reason as it stands); the
-    data mover's error stays attached as the cause, with its traceback.
+    data mover's error stays attached as the cause, with its traceback. A
+    copy stopped for a restart is not an error: its thread stays parked.
     """
     try:
         yield
-    except CopyAborted as exc:
+    except (CopyParked, CopyAborted) as exc:
+        if tracker.parking:
+            LOG.info("Stopping for a restart: %s", exc)
+            tracker.stay_parked()
+        if isinstance(exc, CopyParked):
+            raise MigrationAborted("the copy was stopped for a restart") from exc
         raise MigrationAborted(str(exc)) from exc
     except DataMoverError as exc:
         raise MigrationFailed(str(exc)) from exc
@@ -99,6 +106,7 @@ class CopyVolumeData(task.Task):
                 "on_checkpoint": lambda done: rt.db.update_migration(
                     migration_id, {"bytes_durable": done}),
                 "abort_reason": lambda: tracker.abort_reason or "migration aborted",
+                "parking": lambda: tracker.parking,
             }
             if (source_connection["access"] in LOCAL_PATH_ACCESS
                     and dest_connection["access"] in LOCAL_PATH_ACCESS):
@@ -110,7 +118,7 @@ class CopyVolumeData(task.Task):
                                 tracker.abort_event, **kwargs)
                 LOG.info("Migration %s: copying with %s", migration_id, method.__name__)
                 tracker.copy_started(copier.position)
-                with _as_migration_errors():
+                with _as_migration_errors(tracker):
                     written = copier.run()
             else:
                 with self._open(rt, volume_id, source_connection, False) as src, \
@@ -118,7 +126,7 @@ class CopyVolumeData(task.Task):
                     copier = FileCopy(src, dst, volume_size, settings.block_size,
                                       settings.bps_limit, tracker.abort_event, **kwargs)
                     tracker.copy_started(copier.position)
-                    with _as_migration_errors():
+                    with _as_migration_errors(tracker):
                         written = copier.run()
             LOG.info("Migration %s: the copy wrote %d bytes (from byte %d of %d)",
                      migration_id, written, start, volume_size)
@@ -236,7 +244,7 @@ class ProveDestination(task.Task):
             regions = verify.regions_to_check(fds[0], fds[1], size)
             reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
             try:
-                with _as_migration_errors():
+                with _as_migration_errors(tracker):
                     source_digest, dest_digest = verify.digests(src, dest, regions,
                                                                 tracker.abort_event, reason)
             except OSError as exc:

@@ -17,17 +17,35 @@ from volmigrate.flows import reporting, runtime
 LOG = logging.getLogger(__name__)
 
 
-def _give_back(rt: runtime.Runtime, migration: dict, result: str) -> None:
-    """Set the volume's migration result and restore the status a lock replaced.
+def held_status(migration: dict) -> str | None:
+    """The status the migration put on the volume while it runs, if any.
 
-    The status goes back only while it is still the migration's `maintenance`:
-    an administrator's reset in the meantime wins.
+    A retype holds it `retyping` (as Cinder does), a locked migration
+    `maintenance`.
+    """
+    if migration.get("new_type_id"):
+        return models.STATUS_RETYPING
+    if migration["lock_volume"]:
+        return models.STATUS_MAINTENANCE
+    return None
+
+
+def _give_back(rt: runtime.Runtime, migration: dict, result: str) -> None:
+    """Set the volume's migration result and restore the status the migration held.
+
+    The status goes back only while it is still the migration's (`maintenance`
+    or `retyping`): an administrator's reset in the meantime wins. A retype's
+    new type is set in the same update as `migration_status = success`, never
+    before: clients (tempest) read the type change as "the retype is done".
     """
     volume_id = migration["volume_id"]
     values = {"migration_status": result}
-    if migration["lock_volume"] and rt.db.update_volume(
+    if result == models.MIGRATION_SUCCESS and migration.get("new_type_id"):
+        values["volume_type_id"] = migration["new_type_id"]
+    held = held_status(migration)
+    if held and rt.db.update_volume(
             volume_id, dict(values, status=migration["previous_status"]),
-            {"status": models.STATUS_MAINTENANCE}):
+            {"status": held}):
         return
     rt.db.update_volume(volume_id, values)
 

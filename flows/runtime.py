@@ -44,6 +44,10 @@ class Tracker:
         # Cleanups that failed during a revert, for the error reason.
         self.cleanup_problems: list[str] = []
         self._lock = threading.Lock()
+        # Set when the service stops for a restart: the abort event then means
+        # "stop where you are, durably, and wait for the process to end".
+        self.parking = False
+        self.parked = threading.Event()
 
     def abort(self, reason: str) -> None:
         with self._lock:
@@ -53,7 +57,25 @@ class Tracker:
 
     def check_abort(self) -> None:
         if self.abort_event.is_set():
+            if self.parking:
+                self.stay_parked()
             raise MigrationAborted(self.abort_reason or "migration aborted")
+
+    def park(self) -> None:
+        """Stop this migration's work for a restart (see MigrationService.stop_for_restart)."""
+        self.parking = True
+        self.abort_event.set()
+
+    def stay_parked(self) -> None:
+        """Block this flow's thread until the process ends.
+
+        Raising would revert the flow (TaskFlow reverts on any error) and undo
+        the copy. The process is about to exit; its flow stays persisted as
+        running, and the next start resumes it from the durable checkpoint,
+        as after a crash.
+        """
+        self.parked.set()
+        threading.Event().wait()
 
     def copy_started(self, position: Callable[[], int | None]) -> None:
         self._position = position
@@ -74,10 +96,25 @@ class Runtime:
     settings: Settings
     trackers: dict[str, Tracker] = dataclasses.field(default_factory=dict)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    parking: bool = False
 
     def tracker(self, migration_id: str) -> Tracker:
         with self._lock:
-            return self.trackers.setdefault(migration_id, Tracker())
+            tracker = self.trackers.get(migration_id)
+            if tracker is None:
+                tracker = self.trackers[migration_id] = Tracker()
+                if self.parking:
+                    tracker.park()
+            return tracker
+
+    def park_all(self) -> list[tuple[str, Tracker]]:
+        """Ask every migration of this process to stop for a restart; new ones too."""
+        with self._lock:
+            self.parking = True
+            trackers = list(self.trackers.items())
+        for _, tracker in trackers:
+            tracker.park()
+        return trackers
 
     def forget(self, migration_id: str) -> None:
         with self._lock:

@@ -10,10 +10,11 @@ and benchmarked on plain files without a migration around it.
 
 from volmigrate.flows.datamover.copier import Copier
 from volmigrate.flows.datamover.dd import DdCopy
-from volmigrate.flows.datamover.errors import CopyAborted, CopyFailed, DataMoverError
+from volmigrate.flows.datamover.errors import (CopyAborted, CopyFailed, CopyParked,
+                                               DataMoverError)
 from volmigrate.flows.datamover.fileio import FileCopy
 from volmigrate.flows.datamover.files import data_extents
 from volmigrate.flows.datamover.kernel import KernelCopy
 
-__all__ = ["Copier", "CopyAborted", "CopyFailed", "DataMoverError", "DdCopy", "FileCopy",
+__all__ = ["Copier", "CopyAborted", "CopyFailed", "CopyParked", "DataMoverError", "DdCopy", "FileCopy",
            "KernelCopy", "data_extents"]

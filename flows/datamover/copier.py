@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from volmigrate.flows.datamover.errors import CopyAborted, CopyFailed
+from volmigrate.flows.datamover.errors import CopyAborted, CopyParked, CopyFailed
 from volmigrate.flows.datamover.files import open_nofollow, readable_size
 from volmigrate.flows.datamover.ratelimit import THROTTLE_SLICE_SECONDS
 
@@ -29,11 +29,14 @@ class Copier:
                  checkpoint_bytes: int = 0,
                  on_checkpoint: Callable[[int], None] | None = None,
                  abort_reason: Callable[[], str] = lambda: "migration aborted",
+                 parking: Callable[[], bool] = lambda: False,
                  sparse: bool = True) -> None:
         if start % block_size and start != size:
             raise ValueError(f"resume offset {start} is not a multiple of {block_size}")
         self.size, self.block_size, self.bps_limit = size, block_size, bps_limit
         self.abort_event, self.abort_reason = abort_event, abort_reason
+        # True when the abort event means "stop for a restart", not "abort".
+        self.parking = parking
         self.start = start
         # Bytes between two durable checkpoints (whole blocks, at least one).
         self.checkpoint_bytes = max(block_size, checkpoint_bytes - checkpoint_bytes % block_size)
@@ -64,7 +67,20 @@ class Copier:
 
     def _check_abort(self) -> None:
         if self.abort_event.is_set():
+            if self.parking():
+                offset = self._durable_now()
+                if offset > self._durable:
+                    self._made_durable(offset)
+                raise CopyParked(self._durable)
             raise CopyAborted(self.abort_reason())
+
+    def _durable_now(self) -> int:
+        """Make what was written durable now; return the whole-block offset it reaches.
+
+        The base knows of no unsynced write (dd makes each run durable when it
+        exits); copy methods that write through their own handle override it.
+        """
+        return self._durable
 
     def _check_source_size(self, held: int) -> None:
         """A source shorter than the volume would be zero-padded into a "good" copy."""

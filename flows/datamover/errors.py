@@ -17,3 +17,13 @@ class CopyFailed(DataMoverError):
 
 class CopyAborted(DataMoverError):
     """The caller's abort event stopped a copy or a verification; the message is its reason."""
+
+
+class CopyParked(DataMoverError):
+    """The caller asked the copy to stop for a restart: it made what it wrote durable
+    (recorded through ``on_checkpoint``) and stopped, to be resumed from there."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"the copy stopped at a durable checkpoint, byte {offset}, to be "
+                         f"resumed")
+        self.offset = offset

@@ -47,6 +47,13 @@ class FileCopy(Copier):
                 end = run
             page = end
 
+    def _durable_now(self) -> int:
+        copied = getattr(self, "_copied", self._durable)
+        if copied <= self._durable:
+            return self._durable
+        self._sync()
+        return copied - copied % self.block_size
+
     def _sync(self) -> None:
         self.dest.flush()
         try:
@@ -78,6 +85,7 @@ class FileCopy(Copier):
                 else:
                     self.dest.write(chunk)
                 pos += len(chunk)
+                self._copied = pos
                 self._pos = self.dest.tell()
                 self.bytes_written += len(chunk)
                 if pos - synced >= sync_every and pos < self.size:

@@ -67,9 +67,11 @@ class KernelCopy(Copier):
         try:
             self._check_source_size(readable_size(src))
             dst = open_nofollow(self.dest, os.O_WRONLY)
+            self._dst = dst
             try:
                 self._copy(src, dst, schedule, sync_every)
             finally:
+                self._dst = None
                 os.close(dst)
             # Truncated during the copy: its holes past the new end were crossed
             # as zeros, so only the size tells. Asked afresh at the path too.
@@ -79,6 +81,13 @@ class KernelCopy(Copier):
             os.close(src)
         self._made_durable(self.size)
         return self.bytes_written
+
+    def _durable_now(self) -> int:
+        if getattr(self, "_dst", None) is None:
+            return self._durable
+        os.fdatasync(self._dst)
+        # Everything before the position is written (or a hole left as zeros).
+        return self._pos - self._pos % self.block_size
 
     def _chunk(self) -> int:
         """Bytes per call: a throttle slice when throttled, as dd's runs are."""

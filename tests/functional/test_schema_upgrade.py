@@ -56,9 +56,12 @@ def test_older_database_is_upgraded_on_start(make_service, tmp_path, legacy):
     upgraded["case"] = "host-copy-paths"
     assert {k: migration[k] for k in upgraded} == upgraded
     assert migration["progress_bytes"] == 0 and migration["owner"] is None
+    # Revision 0005 (the API service) adds columns that old rows have empty.
+    assert volume["volume_type_id"] is None and volume["attachment_id"] is None
+    assert migration["new_type_id"] is None
     with svc.db.engine.connect() as conn:
         assert conn.exec_driver_sql(
-            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0004",)]
+            f"SELECT version_num FROM {migrations.VERSION_TABLE}").all() == [("0005",)]
         tables = set(sa.inspect(conn).get_table_names())
     assert {"logbooks", "flowdetails", "atomdetails"} <= tables  # TaskFlow's, beside ours
     # An old finished migration is not "recovered"; a new one runs end to end.
