@@ -192,8 +192,11 @@ class KeystoneEnv:
     """One Keystone in `scratch`/keystone, served on 127.0.0.1:`port`."""
 
     def __init__(self, scratch, port: int = 5000, api_port: int = 8776,
-                 venv=None, python: str | None = None, log=None):
+                 venv=None, python: str | None = None, log=None, template=None):
+        """`template`: a dir where a freshly bootstrapped database and its keys are
+        kept and copied from next time (saves the ~6-20 s of keystone-manage)."""
         self.scratch = Path(scratch).resolve()
+        self.template = Path(template).resolve() if template else None
         self.port = int(port)
         self.api_port = int(api_port)
         self.venv = Path(venv).resolve() if venv else self.scratch / "ksvenv"
@@ -275,12 +278,29 @@ backend = dogpile.cache.memory
             raise KeystoneEnvError(f"{' '.join(argv)} exited {proc.returncode}:\n"
                                    f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
 
+    BOOTSTRAPPED = ("keystone.db", "fernet-keys", "fernet-receipts", "credential-keys",
+                    "bootstrap.json")
+
     def bootstrap(self) -> None:
-        """db_sync, key repositories and bootstrap, skipped when already done for this port."""
+        """db_sync, key repositories and bootstrap; skipped when done already, copied
+        from the template when there is one. (Endpoint URLs follow the port in register().)"""
         stamp = self.dir / "bootstrap.json"
-        wanted = json.dumps({"port": self.port, "admin_password": self.admin_password,
-                             "region": self.region})
+        wanted = json.dumps({"keystone": KEYSTONE_REQUIREMENTS, "admin": self.admin_user,
+                             "admin_password": self.admin_password,
+                             "admin_project": self.admin_project, "region": self.region})
         if stamp.exists() and stamp.read_text() == wanted and (self.dir / "keystone.db").exists():
+            return
+        if self.template and (self.template / "bootstrap.json").exists() \
+                and (self.template / "bootstrap.json").read_text() == wanted:
+            for name in self.BOOTSTRAPPED:
+                source, target = self.template / name, self.dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                if source.is_dir():
+                    shutil.copytree(source, target)
+                else:
+                    shutil.copy2(source, target)
+            self.log(f"keystone database copied from {self.template}")
             return
         started = time.monotonic()
         user = pwd.getpwuid(os.getuid()).pw_name
@@ -299,6 +319,24 @@ backend = dogpile.cache.memory
                      "--bootstrap-region-id", self.region)
         stamp.write_text(wanted)
         self.log(f"keystone database bootstrapped in {time.monotonic() - started:.1f} s")
+        if self.template:
+            self._save_template()
+
+    def _save_template(self) -> None:
+        staging = self.template.with_name(self.template.name + f".{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name in self.BOOTSTRAPPED:
+            source = self.dir / name
+            if source.is_dir():
+                shutil.copytree(source, staging / name)
+            else:
+                shutil.copy2(source, staging / name)
+        shutil.rmtree(self.template, ignore_errors=True)
+        try:
+            staging.rename(self.template)
+        except OSError:   # another run saved one meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
 
     # ---- the server
     def pid(self) -> int | None:
@@ -461,7 +499,9 @@ backend = dogpile.cache.memory
         return service_id
 
     def register(self) -> None:
-        """The service project and user, and the volume API in the catalog."""
+        """Identity endpoints on our port; the service project and user; the volume API in the catalog."""
+        for interface in ("public", "internal", "admin"):
+            self.ensure_service("identity", "keystone", self.url, interface)
         project_id = self.ensure_project(self.service_project)
         user_id = self.ensure_user(self.service_user, self.service_password, project_id)
         self.grant(project_id, user_id, SERVICE_ROLE)
@@ -529,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=8776,
                         help="port of the volume API registered in the catalog (default 8776)")
     parser.add_argument("--venv", help="keystone venv (default SCRATCH/ksvenv)")
+    parser.add_argument("--template", help="dir keeping a bootstrapped database to copy from "
+                                           "(made on first use)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="set up and start; prints the environment as JSON")
     sub.add_parser("down", help="stop the gunicorn started in SCRATCH")
@@ -542,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env = KeystoneEnv(args.scratch, port=args.port, api_port=args.api_port, venv=args.venv,
-                      log=lambda msg: print(msg, file=sys.stderr))
+                      template=args.template, log=lambda msg: print(msg, file=sys.stderr))
     try:
         if args.command == "up":
             env.setup()
