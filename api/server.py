@@ -68,10 +68,11 @@ def endpoint(service: MigrationService, server: wsgi.Server) -> str:
     return f"http://{host}:{port}"
 
 
-def serve(service: MigrationService, ready) -> None:
+def serve(service: MigrationService, say) -> None:
     """Start the engine (recovering what crashed), serve until a stopping signal, exit.
 
-    `ready(url)` is told the address once the port is bound. Never returns
+    `say(line)` tells the operator the address once the port is bound, and
+    what each running migration did when the service stopped. Never returns
     after a signal: the process ends with os._exit, since parked copy threads
     must not be joined (see MigrationService.stop_for_restart).
     """
@@ -89,26 +90,31 @@ def serve(service: MigrationService, ready) -> None:
     url = endpoint(service, server)
     LOG.info("Serving the Block Storage API on %s (auth_strategy %s)", url,
              conf.auth_strategy)
-    ready(url)
+    say(f"volmigrate: serving the Block Storage API on {url}/v3 (auth_strategy "
+        f"{conf.auth_strategy})")
     try:
         while thread.is_alive():
             signal.pause()
     except BaseException as exc:  # the command's signal guard raises Interrupted
         LOG.warning("Stopping (%s): no new requests; running copies stop at a durable "
                     "checkpoint and resume at the next start", exc)
-    stop(service, server)
+    stop(service, server, say)
 
 
-def stop(service: MigrationService, server: wsgi.Server) -> None:
+def stop(service: MigrationService, server: wsgi.Server, say) -> None:
     deadline = time.monotonic() + service.conf.graceful_shutdown_timeout
     try:
         server.stop()
     except Exception:  # noqa: BLE001 - stopping goes on whatever cheroot says
         LOG.exception("Stopping the API server failed")
     try:
-        service.stop_for_restart(max(0.5, deadline - time.monotonic()))
+        stopped = service.stop_for_restart(max(0.5, deadline - time.monotonic()))
     except Exception:  # noqa: BLE001
         LOG.exception("Stopping the migrations failed; they resume at the next start")
+        stopped = {}
+    for migration_id, what in stopped.items():
+        say(f"volmigrate: migration {migration_id} {what}; it resumes at the next start")
+    say("volmigrate: stopped")
     LOG.info("Stopped")
     std_logging.shutdown()
     os._exit(0)

@@ -11,9 +11,5 @@ from volmigrate.engine import MigrationService
 def cmd_serve(svc: MigrationService, args: argparse.Namespace) -> int:
     from volmigrate.api import server
 
-    def ready(url: str) -> None:
-        output.say(f"volmigrate: serving the Block Storage API on {url}/v3 "
-                   f"(auth_strategy {svc.conf.auth_strategy})")
-
-    server.serve(svc, ready)
+    server.serve(svc, output.say)
     return 0

@@ -128,7 +128,7 @@ class VolumeOperations:
         expected = {"attach_status": models.ATTACH_DETACHED,
                     "migration_status": db_api.Not(*models.MIGRATION_RUNNING_STATES)}
         if force:
-            expected["status"] = db_api.Not(models.STATUS_MAINTENANCE, models.STATUS_RETYPING)
+            expected["status"] = db_api.Not(models.STATUS_DELETING)
         else:
             expected["status"] = (models.STATUS_AVAILABLE, models.STATUS_ERROR)
         db = ctx.connect()

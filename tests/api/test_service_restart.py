@@ -1,0 +1,41 @@
+"""SIGTERM stops the service at a durable checkpoint; the next start resumes the copy."""
+
+import re
+import signal
+import time
+
+from apitest import GiB
+from vmtest import MiB, fill_random, sha256_of, wait_for
+
+
+def test_sigterm_stops_copies_durably_and_the_next_start_resumes_them(make_api):
+    # 1 MiB/s holds the copy of 64 MiB of data for a minute: long enough to stop it.
+    api = make_api(volume_copy_bps_limit=MiB, migration_checkpoint_size="1M").start()
+    volume = api.create_volume("v")
+    vid = volume["id"]
+    digest = fill_random(api.data_file(api.volume(vid)), 64 * MiB)
+    assert api.action(vid, {"os-migrate_volume": {"host": "node1@lvm2"}}).status_code == 202
+
+    def copied() -> int:
+        return api.action(vid, {"os-migration_get_progress": None}).json()[
+            "details"]["bytes_copied"]
+
+    wait_for(lambda: copied() >= 3 * MiB)
+    started = time.monotonic()
+    assert api.stop(signal.SIGTERM, timeout=30) == 0
+    assert time.monotonic() - started < 10
+    said = re.search(r"migration \S+ stopped at byte (\d+) \(durable\); it resumes at the "
+                     r"next start", api.output())
+    assert said and int(said.group(1)) >= 3 * MiB, api.output()
+
+    # Restarted without the rate limit: recovery resumes from the checkpoint.
+    api.write_config(volume_copy_bps_limit=0, migration_checkpoint_size="1M",
+                     osapi_volume_listen_port=api.port)
+    api.start()
+    done = api.wait_migration(vid)
+    assert (done["migration_status"], done["status"]) == ("success", "available")
+    assert done["os-vol-host-attr:host"] == "node1@lvm2#lvm2"
+    assert sha256_of(api.data_file(done)) == digest
+    progress = api.action(vid, {"os-migration_get_progress": None}).json()
+    assert progress["task_state"] == "migration_success"
+    assert progress["details"]["bytes_total"] == GiB
