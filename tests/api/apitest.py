@@ -28,8 +28,9 @@ def free_port() -> int:
 class ApiServer:
     """`volmigrate --config-file ... serve` as a child process, two local backends lvm1, lvm2."""
 
-    def __init__(self, tmp_path, **options) -> None:
+    def __init__(self, tmp_path, sections: dict[str, dict] | None = None, **options) -> None:
         self.tmp_path = tmp_path
+        self.sections = sections or {}
         self.port = free_port()
         options.setdefault("osapi_volume_listen_port", self.port)
         self.options = options
@@ -43,6 +44,9 @@ class ApiServer:
         for name in backends:
             (self.tmp_path / name).mkdir(exist_ok=True)
         self.config = write_config(self.tmp_path, backends, **options)
+        with open(self.config, "a") as f:
+            for name, values in self.sections.items():
+                f.write(f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
 
     def start(self) -> "ApiServer":
         log = open(self.tmp_path / "serve.out", "ab")
