@@ -21,9 +21,10 @@ from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver
 from volmigrate.drivers.exceptions import DriverError
 from volmigrate.engine.context import ServiceContext
 from volmigrate.engine.opts import read_option
+from volmigrate.engine.types import VolumeTypes
 from volmigrate.engine.types import backend_name_of as type_backend_name
 from volmigrate.engine.exceptions import (BackendError, InvalidInput, InvalidVolumeState,
-                                          MigrationNotFound, VolumeNotFound)
+                                          MigrationNotFound, NotFound, VolumeNotFound)
 from volmigrate.flows import constants as flow_c
 from volmigrate.flows.reporting import percent_of
 
@@ -128,6 +129,24 @@ class MigrationRequests:
                  new_type["name"], migration["id"], dest)
         return MigrationResponse(True, ACCEPTED_MESSAGE, migration_id=migration["id"])
 
+    def _check_type_allows(self, volume: dict, dest: Host) -> None:
+        """A volume whose type names a backend moves only to that backend, as in Cinder
+        (its scheduler checks the destination against the type); a retype moves it
+        elsewhere."""
+        if not volume["volume_type_id"]:
+            return
+        try:
+            volume_type = VolumeTypes(self.ctx).get(volume["volume_type_id"])
+        except NotFound:
+            return
+        wanted = type_backend_name(volume_type)
+        if wanted is not None and wanted != self._backend_name(dest.backend):
+            raise InvalidInput(
+                f"volume {volume['id']} has type {volume_type['name']}, whose "
+                f"volume_backend_name is {wanted}; {dest.backend_host} is "
+                f"{self._backend_name(dest.backend)}: retype the volume (migration_policy "
+                f"on-demand) to move it there")
+
     def _backend_name(self, backend: str) -> str:
         return read_option(self.ctx.conf, "volume_backend_name", backend) or backend
 
@@ -152,6 +171,8 @@ class MigrationRequests:
             raise InvalidVolumeState(
                 f"volume {volume_id} is {volume['status']}: only available volumes can be "
                 f"migrated")
+        if new_type_id is None:
+            self._check_type_allows(volume, dest)
         case = choose_case(volume, dest, source_driver, dest_driver, force_host_copy)
         values = {"migration_status": models.MIGRATION_STARTING}
         if new_type_id:

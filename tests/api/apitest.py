@@ -116,6 +116,14 @@ class ApiServer:
         assert response.status_code == 202, response.text
         return response.json()["volume"]
 
+    def host_of(self, volume_id: str) -> str:
+        return self.volume(volume_id)["os-vol-host-attr:host"]
+
+    def other_host(self, volume_id: str) -> str:
+        """The pool of the backend the volume is not on (placement picks by free space)."""
+        here = self.host_of(volume_id)
+        return "node1@lvm2#lvm2" if "@lvm1#" in here else "node1@lvm1#lvm1"
+
     def action(self, volume_id: str, body: dict, **kwargs) -> requests.Response:
         return self.call("POST", f"/volumes/{volume_id}/action", body, **kwargs)
 

@@ -39,6 +39,7 @@ def test_cinder_cli_migrates_retypes_and_resets(api):
     for name, backend in (("gold", "lvm1"), ("silver", "lvm2")):
         cinder(api, "type-create", name)
         cinder(api, "type-key", name, "set", f"volume_backend_name={backend}")
+    cinder(api, "type-create", "plain")  # no backend named: fits both
     created = table(cinder(api, "create", "--volume-type", "gold", "--name", "db1", "1").stdout)
     volume_id = created["id"]
     assert created["os-vol-host-attr:host"] == "node1@lvm1#lvm1"  # placed by its type
@@ -46,6 +47,17 @@ def test_cinder_cli_migrates_retypes_and_resets(api):
 
     pools = cinder(api, "get-pools").stdout
     assert "node1@lvm1#lvm1" in pools and "node1@lvm2#lvm2" in pools
+
+    # Its type ties it to lvm1: an administrator's migration elsewhere is refused
+    # (cinder exits 0 all the same), and nothing changes.
+    refused = cinder(api, "migrate", volume_id, "node1@lvm2#lvm2")
+    assert "Your migration request failed to process" in refused.stdout + refused.stderr
+    assert "retype the volume" in refused.stdout + refused.stderr
+    assert api.volume(volume_id)["migration_status"] is None
+
+    # A retype that needs no migration (policy never) frees it.
+    cinder(api, "retype", volume_id, "plain")
+    assert api.volume(volume_id)["volume_type"] == "plain"
 
     # Without --lock-volume, then back with it.
     assert "accepted" in cinder(api, "migrate", volume_id, "node1@lvm2#lvm2").stdout
@@ -59,20 +71,20 @@ def test_cinder_cli_migrates_retypes_and_resets(api):
     assert back["os-vol-host-attr:host"] == "node1@lvm1#lvm1"
     assert sha256_of(api.data_file(back)) == digest
 
-    shown = table(cinder(api, "show", volume_id).stdout)
+    shown = table(cinder(api, "show", "db1").stdout)  # by name, as operators do
     assert shown["os-vol-mig-status-attr:migstat"] == "success"
     assert volume_id in cinder(api, "list", "--migration_status", "success").stdout
     assert volume_id not in cinder(api, "list", "--migration_status", "error").stdout
 
-    # A refused migration: exit 0 (cinderclient's habit), the message, nothing changed.
-    refused = cinder(api, "migrate", volume_id, "node1@lvm1#lvm1")
-    assert "Your migration request failed to process" in refused.stdout + refused.stderr
+    # Same host: refused, nothing changed.
+    same = cinder(api, "migrate", volume_id, "node1@lvm1#lvm1")
+    assert "already on host" in same.stdout + same.stderr
     assert api.volume(volume_id)["migration_status"] == "success"
 
     # Retype to a type on the other backend: refused with `never`, migrates on demand.
     never = cinder(api, "retype", volume_id, "silver", check=False)
     assert "Retype requires migration but is not allowed" in never.stdout + never.stderr
-    assert api.volume(volume_id)["volume_type"] == "gold"
+    assert api.volume(volume_id)["volume_type"] == "plain"
     cinder(api, "retype", "--migration-policy", "on-demand", volume_id, "silver")
     retyped = api.wait_migration(volume_id)
     assert retyped["id"] == volume_id

@@ -13,7 +13,7 @@ def test_openstacksdk_migrates_retypes_and_resets(api):
     bs = conn.block_storage
     gold = bs.create_type(name="gold", extra_specs={"volume_backend_name": "lvm1"})
     silver = bs.create_type(name="silver", extra_specs={"volume_backend_name": "lvm2"})
-    assert {t.name for t in bs.types()} >= {"gold", "silver"}
+    assert {t.name for t in bs.types()} == {"gold", "silver"}
     volume = bs.create_volume(size=1, name="db1", volume_type="gold")
     volume = bs.wait_for_status(volume, "available", wait=60)
     assert bs.get_volume(volume.id).host == "node1@lvm1#lvm1"
@@ -23,12 +23,15 @@ def test_openstacksdk_migrates_retypes_and_resets(api):
     assert pools == {"node1@lvm1#lvm1", "node1@lvm2#lvm2"}
     assert {s.host for s in bs.services(binary="cinder-volume")} == {"node1@lvm1", "node1@lvm2"}
 
+    plain = bs.create_type(name="plain")  # names no backend
+    bs.retype_volume(volume, plain.name)  # policy never: no migration needed
+    assert bs.get_volume(volume.id).volume_type == "plain"
     bs.migrate_volume(volume, host="node1@lvm2#lvm2")
     moved = api.wait_migration(volume.id)
     assert bs.get_volume(volume.id).migration_status == "success"  # read from migstat
     assert sha256_of(api.data_file(moved)) == digest
 
-    bs.retype_volume(volume, silver.name)  # policy never: no migration is needed now
+    bs.retype_volume(volume, silver.name)  # on lvm2 already: no migration
     assert bs.get_volume(volume.id).volume_type == "silver"
     bs.retype_volume(volume, gold.name, migration_policy="on-demand")
     back = api.wait_migration(volume.id)
