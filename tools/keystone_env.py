@@ -210,6 +210,7 @@ class KeystoneEnv:
         self.service_user, self.service_password = SERVICE_USER, SERVICE_PASSWORD
         self.service_project = SERVICE_PROJECT
         self._admin_token: tuple[str, float] | None = None
+        self._proc: subprocess.Popen | None = None
         self.log = log or (lambda msg: None)
 
     # ---- addresses
@@ -227,12 +228,12 @@ class KeystoneEnv:
         return f"http://127.0.0.1:{self.api_port}/v3/%(project_id)s"
 
     # ---- whole setup
-    def setup(self) -> "KeystoneEnv":
+    def setup(self, daemon: bool = False) -> "KeystoneEnv":
         """venv, config, database, server, service user and catalog; idempotent."""
         self.ensure_venv()
         self.write_config()
         self.bootstrap()
-        self.start()
+        self.start(daemon=daemon)
         self.register()
         return self
 
@@ -360,8 +361,13 @@ backend = dogpile.cache.memory
         except OSError:
             return False
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start gunicorn unless ours already serves; wait until GET /v3/ answers 200."""
+    def start(self, timeout: float = 60.0, daemon: bool = False) -> None:
+        """Start gunicorn unless ours already serves; wait until GET /v3/ answers 200.
+
+        daemon=False: gunicorn is our child (in its own session, so a Ctrl-C meant
+        for us does not reach it) and stop() reaps it; daemon=True: it outlives
+        this process (the command line's `up`), found again by its pid file.
+        """
         if self.pid() and self.ready():
             return
         self.stop()
@@ -370,16 +376,24 @@ backend = dogpile.cache.memory
         argv = [str(self.venv / "bin" / "gunicorn"), "--chdir", str(self.dir),
                 "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "1",
                 "--timeout", "120", "--no-control-socket", "--pid", str(self.pid_file),
-                "--daemon", "--error-logfile", str(self.error_log), "ks_wsgi:application"]
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-        if proc.returncode:
-            raise KeystoneEnvError(f"gunicorn exited {proc.returncode}: {proc.stderr[-3000:]}")
+                "--error-logfile", str(self.error_log), "ks_wsgi:application"]
+        if daemon:
+            proc = subprocess.run(argv[:-1] + ["--daemon", argv[-1]], env=env,
+                                  capture_output=True, text=True, timeout=60)
+            if proc.returncode:
+                raise KeystoneEnvError(f"gunicorn exited {proc.returncode}: {proc.stderr[-3000:]}")
+        else:
+            with open(self.dir / "gunicorn.out", "ab") as out:
+                self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ready():
                 self.log(f"keystone answers on {self.url} after {time.monotonic() - started:.1f} s")
                 return
-            if time.monotonic() - started > 5 and not self.pid():
+            if self._proc is not None and self._proc.poll() is not None:
+                break
+            if daemon and time.monotonic() - started > 10 and not self.pid():
                 break
             time.sleep(0.2)
         tail = self.error_log.read_text()[-3000:] if self.error_log.exists() else ""
@@ -389,18 +403,32 @@ backend = dogpile.cache.memory
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the gunicorn this environment started (found by its pid file), nothing else."""
         pid = self.pid()
+        if pid is None and self._proc is not None and self._proc.poll() is None:
+            pid = self._proc.pid   # our child, before it wrote its pid file
         if pid:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGINT)   # gunicorn's quick shutdown (SIGTERM waits for workers)
             deadline = time.monotonic() + timeout
-            while self.pid() == pid and time.monotonic() < deadline:
+            while self._alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if self.pid() == pid:
-                os.kill(pid, signal.SIGKILL)
-                while self.pid() == pid and time.monotonic() < deadline + 5:
+            if self._alive(pid):
+                if self._proc is not None and self._proc.pid == pid:
+                    os.killpg(pid, signal.SIGKILL)   # the session we made: master and workers
+                else:
+                    os.kill(pid, signal.SIGKILL)
+                while self._alive(pid) and time.monotonic() < deadline + 5:
                     time.sleep(0.1)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+            self._proc = None
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
         self._admin_token = None
+
+    def _alive(self, pid: int) -> bool:
+        if self._proc is not None and self._proc.pid == pid:
+            return self._proc.poll() is None
+        return self.pid() == pid
 
     def memory(self) -> dict[str, int]:
         """Peak RSS (VmHWM, KiB) of the gunicorn master and its workers."""
@@ -587,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                       template=args.template, log=lambda msg: print(msg, file=sys.stderr))
     try:
         if args.command == "up":
-            env.setup()
+            env.setup(daemon=True)
             print(json.dumps(env.describe(), indent=2))
         elif args.command == "down":
             env.stop()

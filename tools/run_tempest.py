@@ -64,7 +64,7 @@ def log(msg: str) -> None:
 
 
 class Interrupted(BaseException):
-    """SIGTERM: unwind like Ctrl-C so that everything started gets stopped."""
+    """SIGINT, SIGTERM or SIGHUP: unwind so that everything started gets stopped."""
 
 
 # --------------------------------------------------------------------------- fake neutron
@@ -352,9 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="no fake network endpoint: VolumesActionsTest then skips")
     args = parser.parse_args(argv)
 
-    def on_sigterm(_signum, _frame):
+    def on_signal(_signum, _frame):
         raise Interrupted()
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Also SIGINT: a shell's background job starts with it ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
     volmigrate = find_volmigrate(args.volmigrate)
     cache = default_cache_dir()
@@ -417,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tempest exited {rc} although no test failed; see {ws / 'tempest-run.out'}")
         print(f"{passed} passed, {failed} failed, {skipped} skipped", flush=True)
         code = 0 if results and not failed and rc == 0 else 1
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, Interrupted):   # (Ctrl-C during the venvs' threads)
         log("interrupted: stopping everything")
         code = 130
     except keystone_env.VenvError as exc:
@@ -431,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             stack.close()
         finally:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             timings["teardown"] = time.monotonic() - t0
             log("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
                 + f"; total {time.monotonic() - START:.1f} s")
