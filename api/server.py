@@ -24,6 +24,8 @@ from volmigrate.api import opts as api_opts
 from volmigrate.api.app import create_app
 from volmigrate.api.context import NoAuthMiddleware
 from volmigrate.engine import MigrationService
+from volmigrate.engine.exceptions import ConfigError
+from volmigrate.engine.opts import read_option
 
 LOG = logging.getLogger(__name__)
 
@@ -78,13 +80,19 @@ def serve(service: MigrationService, say) -> None:
     """
     conf = service.conf
     api_opts.register(conf)
-    service.start(recover=True)
+    for opt in api_opts.api_opts:  # a bad value is one clear line, before anything starts
+        read_option(conf, opt.dest)
     server = make_server(service)
     try:
         server.prepare()  # binds: a busy port fails here, before anything is served
     except OSError as exc:
-        raise OSError(f"cannot listen on {conf.osapi_volume_listen}:"
-                      f"{conf.osapi_volume_listen_port}: {exc.strerror or exc}") from exc
+        errno_text = os.strerror(exc.errno) if exc.errno else ""
+        reason = errno_text or str(exc).rpartition("] ")[2].rstrip(")") or str(exc)
+        raise ConfigError(f"cannot listen on {conf.osapi_volume_listen}:"
+                          f"{conf.osapi_volume_listen_port}: {reason}") from exc
+    # Bound before the engine starts: a second service on a taken port must not
+    # resume anything (recovery) and then fail.
+    service.start(recover=True)
     thread = threading.Thread(target=server.serve, name="api-server", daemon=True)
     thread.start()
     url = endpoint(service, server)

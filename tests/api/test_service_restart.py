@@ -40,3 +40,23 @@ def test_sigterm_stops_copies_durably_and_the_next_start_resumes_them(make_api):
     progress = api.action(vid, {"os-migration_get_progress": None}).json()
     assert progress["task_state"] == "migration_success"
     assert progress["details"]["bytes_total"] == GiB
+
+
+def test_after_kill_9_the_next_start_resumes_the_migration(make_api):
+    api = make_api(volume_copy_bps_limit=MiB, migration_checkpoint_size="1M").start()
+    volume = api.create_volume("v")
+    vid = volume["id"]
+    digest = fill_random(api.data_file(api.volume(vid)), 16 * MiB)
+    dest = api.other_host(vid)
+    assert api.action(vid, {"os-migrate_volume": {"host": dest,
+                                                  "lock_volume": True}}).status_code == 202
+    wait_for(lambda: api.action(vid, {"os-migration_get_progress": None}).json()[
+        "details"]["bytes_durable"] >= 2 * MiB)
+    api.stop(signal.SIGKILL)
+    api.write_config(volume_copy_bps_limit=0, migration_checkpoint_size="1M",
+                     osapi_volume_listen_port=api.port)
+    api.start()
+    done = api.wait_migration(vid)
+    assert (done["migration_status"], done["status"]) == ("success", "available")
+    assert done["os-vol-host-attr:host"] == dest
+    assert sha256_of(api.data_file(done)) == digest
