@@ -47,22 +47,26 @@ def parse(stdout: str) -> tuple[dict[str, str], str]:
 
 
 def test_tempest_volume_admin_tests_pass():
-    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, str(RUN_TEMPEST)], cwd=str(REPO),
+                            env=dict(os.environ), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run([sys.executable, str(RUN_TEMPEST)], cwd=str(REPO), env=env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as exc:
-        # run_tempest got SIGKILL from subprocess.run: its processes may be left;
-        # this is a failure either way.
-        pytest.fail(f"run_tempest.py took over {TIMEOUT} s:\n{exc.stdout}\n{exc.stderr}")
-    print(proc.stdout)
-    print(proc.stderr, file=sys.stderr)
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.terminate()   # SIGTERM: run_tempest stops what it started
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"run_tempest.py took over {TIMEOUT} s:\n{stdout}\n{stderr}")
+    print(stdout)
+    print(stderr, file=sys.stderr)
     if proc.returncode == EXIT_NO_VENV:
         pytest.skip("tools/run_tempest.py could not make its venvs (package index "
-                    "unreachable?): " + proc.stderr[-500:])
-    verdicts, closing = parse(proc.stdout)
-    assert closing, f"no closing line (exit code {proc.returncode}):\n{proc.stderr[-3000:]}"
+                    "unreachable?): " + stderr[-500:])
+    verdicts, closing = parse(stdout)
+    assert closing, f"no closing line (exit code {proc.returncode}):\n{stderr[-3000:]}"
     failed = sorted(name for name, v in verdicts.items() if v == "FAIL")
     assert not failed, f"{closing}; failed: {failed}"
     missing = [name for name in MUST_PASS if verdicts.get(name) != "PASS"]
