@@ -192,7 +192,9 @@ def start_serve(volmigrate: str, conf: Path, api_port: int, log_path: Path,
     raise RuntimeError(f"volmigrate serve did not answer on {url} (exit code {proc.returncode}):\n{tail}")
 
 
-def write_tempest_conf(ws: Path, ks: KeystoneEnv, neutron: bool) -> Path:
+def write_tempest_conf(ws: Path, ks: KeystoneEnv, neutron: bool,
+                       min_microversion: str | None = None,
+                       max_microversion: str | None = None) -> Path:
     etc = ws / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     text = f"""\
@@ -233,6 +235,8 @@ build_interval = 1
 build_timeout = 60
 storage_protocol = iSCSI
 vendor_name = {VENDOR_NAME}
+{f"min_microversion = {min_microversion}" if min_microversion else "; min_microversion unset: no OpenStack-API-Version header"}
+{f"max_microversion = {max_microversion}" if max_microversion else ""}
 
 [volume-feature-enabled]
 multi_backend = true
@@ -348,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=0, help="volume API port (default: a free one)")
     parser.add_argument("--keystone-port", type=int, default=0, help="Keystone port (default: a free one)")
     parser.add_argument("--volmigrate", help="volmigrate executable (default: the project venv's)")
+    parser.add_argument("--min-microversion", help="tempest.conf [volume] min_microversion "
+                        "(e.g. 3.71: every volume call then sends and expects that version)")
+    parser.add_argument("--max-microversion", help="tempest.conf [volume] max_microversion "
+                        "(e.g. latest)")
     parser.add_argument("--no-fake-neutron", action="store_true",
                         help="no fake network endpoint: VolumesActionsTest then skips")
     args = parser.parse_args(argv)
@@ -400,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.monotonic()
         ws = tmp / "tempest"
-        tconf = write_tempest_conf(ws, ks, neutron)
+        tconf = write_tempest_conf(ws, ks, neutron, args.min_microversion, args.max_microversion)
         rc, tempest_peak = run_tempest(tvenv, ws, tconf, args.regex)
         timings["tempest run"] = time.monotonic() - t0
         memory["tempest (peak of its process tree)"] = tempest_peak
