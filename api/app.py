@@ -208,6 +208,17 @@ def create_app(service: MigrationService) -> flask.Flask:
             cache[type_id] = found
         return found
 
+    def usable_type(ref: str) -> dict:
+        """A type the caller may use: a private type is an administrator's only (no
+        per-project type access is kept), so for others it does not exist, as in Cinder."""
+        try:
+            volume_type = service.types.get(ref)
+        except NotFound:
+            volume_type = None
+        if volume_type is None or (not volume_type["is_public"] and not ctx().is_admin):
+            raise faults.not_found(f"Volume type {ref} could not be found.")
+        return volume_type
+
     def attribute_rights(volume: dict) -> dict[str, bool]:
         target = {"project_id": volume["project_id"]}
         return {"tenant": allowed("volume_extension:volume_tenant_attribute", target),
@@ -294,11 +305,7 @@ def create_app(service: MigrationService) -> flask.Flask:
             raise faults.bad_request(f"Availability zone '{zone}' is invalid.")
         volume_type = None
         if spec.get("volume_type") is not None:
-            try:
-                volume_type = service.types.get(str(spec["volume_type"]))
-            except NotFound:
-                raise faults.not_found(f"Volume type {spec['volume_type']} could not be "
-                                       f"found.") from None
+            volume_type = usable_type(str(spec["volume_type"]))
         volume = service.create_volume(size * GiB, None, name=spec.get("name"),
                                        project_id=ctx().project_id, volume_type=volume_type,
                                        user_id=ctx().user_id,
@@ -389,10 +396,11 @@ def create_app(service: MigrationService) -> flask.Flask:
             raise faults.bad_request("Invalid input for os-retype: new_type must be a type "
                                      "name or id, migration_policy never or on-demand")
         try:
-            response = service.retype_volume(volume["id"], args["new_type"], policy)
-        except NotFound as exc:
+            usable_type(args["new_type"])
+        except faults.Fault:
             raise faults.bad_request(f"Your migration request failed to process: Invalid "
-                                     f"volume_type passed: {exc}") from None
+                                     f"volume_type passed: {args['new_type']}") from None
+        response = service.retype_volume(volume["id"], args["new_type"], policy)
         return migration_answer(response)
 
     def reset_status(volume: dict, args) -> flask.Response:
@@ -507,7 +515,9 @@ def create_app(service: MigrationService) -> flask.Flask:
         vtype = service.types.update(find_type(type_id)["id"], spec.get("name"),
                                      spec.get("description"),
                                      None if public is None else boolean(public, "is_public"))
-        return {"volume_type": type_view(vtype, for_create=True)}
+        view = type_view(vtype, for_create=True)
+        del view["os-volume-type-access:is_public"]  # not in Cinder's update answer
+        return {"volume_type": view}
 
     @route("/types/<type_id>", methods=["DELETE"])
     def types_delete(project_id, type_id):
