@@ -10,6 +10,7 @@ resumes the migrations from their checkpoints.
 
 from __future__ import annotations
 
+import ipaddress
 import logging as std_logging
 import os
 import signal
@@ -100,6 +101,11 @@ def serve(service: MigrationService, say) -> None:
              conf.auth_strategy)
     say(f"volmigrate: serving the Block Storage API on {url}/v3 (auth_strategy "
         f"{conf.auth_strategy})")
+    if conf.auth_strategy == "noauth" and not _loopback(conf.osapi_volume_listen):
+        warning = (f"auth_strategy noauth on {conf.osapi_volume_listen}: anyone who can "
+                   f"reach this address is an administrator; use auth_strategy keystone")
+        LOG.warning("%s", warning)
+        say(f"volmigrate: warning: {warning}")
     try:
         while thread.is_alive():
             signal.pause()
@@ -107,6 +113,13 @@ def serve(service: MigrationService, say) -> None:
         LOG.warning("Stopping (%s): no new requests; running copies stop at a durable "
                     "checkpoint and resume at the next start", exc)
     stop(service, server, say)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def stop(service: MigrationService, server: wsgi.Server, say) -> None:
