@@ -27,6 +27,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+import bench_api  # noqa: E402
 import bench_recovery  # noqa: E402
 from bench_setup import service, write_config  # noqa: E402
 from volmigrate.engine import inspection  # noqa: E402
@@ -447,9 +448,19 @@ class Bench:
                     f"between migrations: checksum / none medians {o / b:.2f}, "
                     f"{fastest(with_check, without)}")]
 
+    def api(self) -> list[Row]:
+        """`volmigrate serve` against the embedded engine: show and an accepted migrate from
+        32 concurrent clients (p50, p99, errors) and from one, and GET /volumes/detail with
+        1,000 volumes; both sides in processes of their own, strict turns (issue 15, item
+        8). How it keeps held migrations from running beside the timing: bench_api.py."""
+        folder = os.path.join(self.work, "api")
+        os.makedirs(folder)
+        result = bench_api.measure(folder, self.rounds, self.quick)
+        return [Row(**row) for row in bench_api.rows(result)]
+
 
 BENCHMARKS = ["startup", "dense", "thin", "overhead", "concurrency", "monitor", "resume",
-              "throttle", "verify"]
+              "throttle", "verify", "api"]
 
 
 def main() -> None:
