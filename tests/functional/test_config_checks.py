@@ -327,7 +327,7 @@ def test_unknown_backend_options_are_warned_about(tmp_path):
         "volmigrate: warning: [a] local_volume_dri is not an option of the local driver "
         "(did you mean local_volume_dir?)",
         "volmigrate: warning: [b] colour is not an option of the local driver (its "
-        "options: local_access, local_volume_dir, volume_driver)"]
+        "options: local_access, local_volume_dir, volume_backend_name, volume_driver)"]
     out = run(conf, "create", "--size", "1M", "--host", "node1@a", "--format", "json")
     assert out.stderr.splitlines() == warnings
     assert json.loads(out.stdout)["status"] == "available"  # the command still works
