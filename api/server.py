@@ -33,6 +33,8 @@ LOG = logging.getLogger(__name__)
 # Paths answered without a caller: version discovery (clients ask before they
 # have a token, and keystoneauth sends none there).
 PUBLIC_PATHS = ("", "/v3")
+# Connections the kernel queues while every request thread is busy.
+REQUEST_QUEUE_SIZE = 1024
 
 
 def build_pipeline(service: MigrationService):
@@ -61,6 +63,11 @@ def make_server(service: MigrationService) -> wsgi.Server:
                          build_pipeline(service), numthreads=conf.osapi_volume_threads,
                          server_name="volmigrate")
     server.shutdown_timeout = max(1, conf.graceful_shutdown_timeout // 2)
+    # cheroot's defaults (a listen backlog of 5, 10 kept-alive connections) made
+    # 32 clients reconnect for a third of their calls, overflow the backlog and
+    # wait out SYN retries of 1-2 s (benchmarks/bench_api.py).
+    server.request_queue_size = REQUEST_QUEUE_SIZE
+    server.keep_alive_conn_limit = max(conf.osapi_volume_threads, 10)
     return server
 
 

@@ -76,7 +76,11 @@ def _resume(ctx: ServiceContext, runner: FlowRunner, migration: dict) -> dict:
                                          f"in this service, so its flow cannot resume")
     flow_detail, lost = None, None
     if not migration["flow_uuid"]:
-        lost = "no flow was recorded for it"
+        # The flow is recorded before its first task runs (runner.launch), so
+        # nothing of this migration was done yet: it starts afresh.
+        runner.launch(migration)
+        return _action(migration, RESUMED, "its process ended before its flow began; a new "
+                                           "flow runs it from the start")
     else:
         flow_detail = runner.flow_detail(migration["flow_uuid"])
         if flow_detail is None:
