@@ -166,13 +166,20 @@ def _kill_when_held(s, held_at, command=("migrate",), orphans=None):
     The copy is throttled to HOLD_BPS: it moves its first block
     (volume_dd_blocksize, from where this run started) at once, makes it
     durable and then waits an hour for the next, so the kill surely lands in
-    the middle of the copy. `orphans`, a set, receives the processes the
-    command had started: they outlive it.
+    the middle of the copy. Held means both reported (`progress_bytes`, from
+    the copy's position) and recorded durable (`bytes_durable`, written after
+    the block's sync): the position moves first, so a kill as soon as it is
+    seen could land before the record. `orphans`, a set, receives the
+    processes the command had started: they outlive it.
     """
     proc = s.migrate(wait=False) if command == ("migrate",) else s.cli(*command, wait=False)
+
+    def held():
+        row = s.migration_now() or {}
+        return min(row.get("progress_bytes") or 0, row.get("bytes_durable") or 0) >= held_at
+
     try:
-        wait_for(lambda: proc.poll() is not None
-                 or ((s.migration_now() or {}).get("progress_bytes") or 0) >= held_at)
+        wait_for(lambda: proc.poll() is not None or held())
         assert proc.poll() is None, f"it ended ({proc.returncode}) before its kill"
         position = s.migration_now()["progress_bytes"]
         if orphans is not None:
