@@ -76,3 +76,14 @@ def keystone(tmp_path_factory):
         ks.cleanup()
     finally:
         env.stop()
+
+
+def pytest_collection_finish(session):
+    """Tempest runs beside the rest of the suite (see test_tempest.start_early)."""
+    from test_tempest import start_early
+    start_early(session)
+
+
+def pytest_sessionfinish(session):
+    from test_tempest import stop_early
+    stop_early(session)

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 RUN_TEMPEST = REPO / "tools" / "run_tempest.py"
 EXIT_NO_VENV = 3
+TEST_NAME = "test_tempest.py::test_tempest_volume_admin_tests_pass"
+RUN_KEY = pytest.StashKey()
 TIMEOUT = 900   # a first run builds two venvs: 334 s on a loaded 2-core machine
 
 ADMIN = "tempest.api.volume.admin."
@@ -46,20 +50,64 @@ def parse(stdout: str) -> tuple[dict[str, str], str]:
     return verdicts, closing
 
 
-def test_tempest_volume_admin_tests_pass():
-    proc = subprocess.Popen([sys.executable, str(RUN_TEMPEST)], cwd=str(REPO),
-                            env=dict(os.environ), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.terminate()   # SIGTERM: run_tempest stops what it started
+class TempestRun:
+    """tools/run_tempest.py as a child process whose output goes to files (a pipe
+    nobody reads would block it once full)."""
+
+    def __init__(self) -> None:
+        self.out = tempfile.TemporaryFile("w+")
+        self.err = tempfile.TemporaryFile("w+")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, str(RUN_TEMPEST)], cwd=str(REPO),
+                                     env=dict(os.environ), stdin=subprocess.DEVNULL,
+                                     stdout=self.out, stderr=self.err, text=True)
+
+    def finish(self, timeout: float) -> tuple[str, str, bool]:
+        """Its stdout and stderr, and whether it ended in time (else it was stopped)."""
+        left = max(1.0, timeout - (time.monotonic() - self.started))
+        ended = True
         try:
-            stdout, stderr = proc.communicate(timeout=60)
+            self.proc.wait(left)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
+            ended = False
+            self.stop()
+        self.out.seek(0)
+        self.err.seek(0)
+        return self.out.read(), self.err.read(), ended
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()   # SIGTERM: run_tempest stops what it started
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_early(session) -> None:
+    """Start tempest when the session's tests are known, if this test is among them.
+
+    The run is mostly waiting (tempest polls every second), so it goes on beside
+    the rest of the suite instead of adding its minutes at the end; the test
+    collects its result.
+    """
+    if any(item.nodeid.endswith(TEST_NAME) for item in session.items):
+        session.config.stash[RUN_KEY] = TempestRun()
+
+
+def stop_early(session) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        run.stop()
+
+
+def test_tempest_volume_admin_tests_pass(request):
+    run = request.config.stash.get(RUN_KEY, None) or TempestRun()
+    stdout, stderr, ended = run.finish(TIMEOUT)
+    if not ended:
         pytest.fail(f"run_tempest.py took over {TIMEOUT} s:\n{stdout}\n{stderr}")
+    proc = run.proc
     print(stdout)
     print(stderr, file=sys.stderr)
     if proc.returncode == EXIT_NO_VENV:
