@@ -25,6 +25,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(Exception):
+    pass
+
+
 class ApiServer:
     """`volmigrate --config-file ... serve` as a child process, two local backends lvm1, lvm2."""
 
@@ -39,6 +43,7 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def write_config(self, **options) -> None:
+        self.options = options
         backends = {name: {"local_volume_dir": str(self.tmp_path / name)}
                     for name in ("lvm1", "lvm2")}
         for name in backends:
@@ -48,7 +53,18 @@ class ApiServer:
             for name, values in self.sections.items():
                 f.write(f"\n[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
 
-    def start(self) -> "ApiServer":
+    def start(self, attempts: int = 3) -> "ApiServer":
+        """Start it; a port taken since it was chosen (another test process) gets another."""
+        for _ in range(attempts - 1):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.write_config(**dict(self.options, osapi_volume_listen_port=self.port))
+        return self._start()
+
+    def _start(self) -> "ApiServer":
         log = open(self.tmp_path / "serve.out", "ab")
         self.process = subprocess.Popen(
             [os.path.join(BIN, "volmigrate"), "--config-file", self.config, "serve"],
@@ -56,6 +72,8 @@ class ApiServer:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "Address already in use" in self.output().splitlines()[-1]:
+                    raise PortTaken(self.output())
                 raise AssertionError(f"volmigrate serve exited {self.process.returncode}: "
                                      f"{self.output()}")
             try:

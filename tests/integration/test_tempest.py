@@ -92,6 +92,8 @@ def start_early(session) -> None:
     the rest of the suite instead of adding its minutes at the end; the test
     collects its result.
     """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # each worker collects every test: the one that runs it starts tempest
     if any(item.nodeid.endswith(TEST_NAME) for item in session.items):
         session.config.stash[RUN_KEY] = TempestRun()
 
