@@ -91,14 +91,23 @@ def test_migration_between_files(make_service, tmp_path, dd_runs, method, access
                       str(tmp_path / "state" / "volumes" / "b" / f"volume-{migration['id']}"))
 
 
+def _loops_over_files_in(folder) -> list[str]:
+    """The loop devices (name and backing file) over files under `folder`: this
+    test's volumes, whatever loop devices other tests running beside it hold."""
+    listing = subprocess.run(["losetup", "--list", "--noheadings", "--output",
+                              "NAME,BACK-FILE"], capture_output=True, text=True,
+                             check=True).stdout
+    return sorted(line for line in listing.splitlines() if f"{folder}{os.sep}" in line)
+
+
 @pytest.mark.skipif(not HAS_LOOP, reason="loop devices need root and /dev/loop-control")
 @pytest.mark.parametrize("method", ["kernel", "dd"])
 def test_migration_between_loop_block_devices(make_service, tmp_path, dd_runs, method):
     svc = make_service(copy_method=method, backends={"a": {"local_access": "block"},
                                                      "b": {"local_access": "block"}})
-    loops_before = os.popen("losetup -a").read()
+    loops_before = _loops_over_files_in(tmp_path)
     _migrate_and_check(svc, tmp_path, True, "host-copy-paths")
-    assert os.popen("losetup -a").read() == loops_before  # every loop device released
+    assert _loops_over_files_in(tmp_path) == loops_before  # every loop device released
     if method == "dd":  # dd wrote a loop device, not the file behind it
         assert dd_runs and all(any(a.startswith("of=/dev/loop") for a in run)
                                for run in dd_runs), dd_runs
