@@ -203,10 +203,7 @@ class MigrationRequests:
     def abort(self, migration: dict, reason: str) -> None:
         """Ask the migration to stop, wherever it runs, and wait until it has ended."""
         ctx = self.ctx
-        ctx.connect().update_migration(migration["id"], {"abort_reason": reason},
-                                       {"abort_reason": None})
-        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
-            ctx.runtime.trackers[migration["id"]].abort(reason)
+        self._request_abort(migration, reason)
         LOG.warning("Aborting migration %s: %s", migration["id"], reason)
         try:
             ctx.wait(migration["id"], timeout=ABORT_WAIT_SECONDS)
@@ -215,17 +212,22 @@ class MigrationRequests:
                 f"the migration {migration['id']} of volume {migration['volume_id']} was "
                 f"asked to abort but is still running; try again later") from None
 
+    def _request_abort(self, migration: dict, reason: str) -> None:
+        """Record the abort on the row (another process's watcher reads it) and tell
+        this process's copy at once when it runs here."""
+        ctx = self.ctx
+        ctx.connect().update_migration(migration["id"], {"abort_reason": reason},
+                                       {"abort_reason": None})
+        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
+            ctx.runtime.trackers[migration["id"]].abort(reason)
+
     def abort_migration(self, ref: str, reason: str = "aborted by the administrator") -> dict:
         """Stop a running migration (by id or volume id) and wait for its rollback."""
         migration = self.ctx.migration_for(ref)
         if migration["state"] not in models.STATES_UNFINISHED:
             raise InvalidVolumeState(f"migration {migration['id']} is not running "
                                      f"(state {migration['state']})")
-        if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
-            raise InvalidVolumeState(
-                f"migration {migration['id']} is a move inside backend "
-                f"{parse_host(migration['source_host']).backend}, which cannot be stopped "
-                f"half way; the volume stays usable while it runs")
+        _refuse_driver_assisted(migration)
         self.abort(migration, reason)
         return self.ctx.get_migration(migration["id"])
 
@@ -242,18 +244,11 @@ class MigrationRequests:
         if migration is None or migration["state"] not in models.STATES_UNFINISHED:
             raise InvalidVolumeState(f"There is no migration being performed for volume "
                                      f"{volume_id} at this moment.")
-        if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
-            raise InvalidVolumeState(
-                f"migration {migration['id']} of volume {volume_id} is a move inside backend "
-                f"{parse_host(migration['source_host']).backend}, which cannot be stopped "
-                f"half way; the volume stays usable while it runs")
+        _refuse_driver_assisted(migration)
         orphan = ctx.orphaned_migration(volume)
         if orphan:
             raise InvalidVolumeState(f"volume {volume_id}: {orphan}")
-        ctx.connect().update_migration(migration["id"], {"abort_reason": CANCELLED_REASON},
-                                       {"abort_reason": None})
-        if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
-            ctx.runtime.trackers[migration["id"]].abort(CANCELLED_REASON)
+        self._request_abort(migration, CANCELLED_REASON)
         LOG.warning("Cancelling migration %s of volume %s", migration["id"], volume_id)
         return ctx.get_migration(migration["id"])
 
@@ -298,6 +293,14 @@ class MigrationRequests:
             "progress_at": migration["progress_at"], "started_at": migration["started_at"],
             "finished_at": migration["finished_at"],
         }
+
+
+def _refuse_driver_assisted(migration: dict) -> None:
+    if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
+        raise InvalidVolumeState(
+            f"migration {migration['id']} of volume {migration['volume_id']} is a move "
+            f"inside backend {parse_host(migration['source_host']).backend}, which cannot "
+            f"be stopped half way; the volume stays usable while it runs")
 
 
 def choose_case(volume: dict, dest: Host, source_driver: VolumeDriver,
