@@ -34,8 +34,8 @@ SCENARIOS = [  # name, source, destination, force_host_copy
     ("Storwize -> LVM", "svc#pool1", "lvm2", False),
     ("Storwize pool1 -> pool2 (array)", "svc#pool1", "svc#pool2", False),
     ("Storwize pool1 -> pool2 (host copy)", "svc#pool1", "svc#pool2", True),
-    ("local -> object store (file I/O)", "local", "obj", False),
-    ("object store -> Storwize (file I/O)", "obj", "svc#pool1", False),
+    ("local -> local stream (file I/O)", "local", "stream", False),
+    ("local stream -> Storwize (file I/O)", "stream", "svc#pool1", False),
 ]
 
 
@@ -73,7 +73,9 @@ def main() -> None:
         try:
             conf_path = write_config(work, {
                 "lvm1": vgs[0].backend(), "lvm2": vgs[1].backend(), "svc": array.backend(),
-                "local": {"volume_driver": "local"}, "obj": {"volume_driver": "objectstore"}})
+                "local": {"volume_driver": "local"},
+                # only a file-like object: migrations to and from it use the file-I/O copy
+                "stream": {"volume_driver": "local", "local_access": "stream"}})
             baseline_src = os.path.join(work, "baseline")
             subprocess.run(["dd", "if=/dev/urandom", f"of={baseline_src}", "bs=1M",
                             f"count={size // 2**20}", "status=none"], check=True)

@@ -257,8 +257,9 @@ def test_intervals_must_be_finite_and_bounded(tmp_path, option, value, why):
      "invalid value for [DEFAULT] migration_checkpoint_size: '100G' must be between 1M "
      "and 64G"),
     (None, {"migration_checkpoint_size": "4K"}, "must be between 1M and 64G"),
-    ({"a": {"volume_driver": "objectstore", "objectstore_object_size": str(2 ** 30)}}, {},
-     "invalid value for [a] objectstore_object_size: '1073741824': should be less"),
+    ({"a": {"volume_driver": "storwize", "san_ip": "127.0.0.1",
+            "storwize_ssh_retries": "1000"}}, {},
+     "invalid value for [a] storwize_ssh_retries: '1000': should be less"),
     ({"a": {"volume_driver": "storwize", "san_ip": "127.0.0.1", "san_ssh_port": "0"}}, {},
      "invalid value for [a] san_ssh_port: '0': should be greater than or equal to 1"),
     ({"a": {"volume_driver": "storwize", "san_ip": "127.0.0.1",
@@ -294,8 +295,8 @@ def test_a_relative_volume_dir_is_refused_from_any_directory(tmp_path):
 @pytest.mark.parametrize("backends,defaults,message", [
     (None, {"state_path": "state"},
      f"invalid value for [DEFAULT] state_path: 'state': {RELATIVE}"),
-    ({"a": {"volume_driver": "objectstore", "objectstore_dir": "./objects"}}, {},
-     f"invalid value for [a] objectstore_dir: './objects': {RELATIVE}"),
+    ({"a": {"local_volume_dir": "./relative"}}, {},
+     f"invalid value for [a] local_volume_dir: './relative': {RELATIVE}"),
     ({"a": {"volume_driver": "lvm", "lvm_conf_file": "lvm/lvm.conf"}}, {},
      f"invalid value for [a] lvm_conf_file: 'lvm/lvm.conf': {RELATIVE}"),
 ])
