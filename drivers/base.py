@@ -62,6 +62,20 @@ def open_device_or_file(path: str, writable: bool = False) -> BinaryIO:
     return os.fdopen(fd, "r+b" if writable else "rb")
 
 
+def move_target(source: "VolumeDriver", dest: "VolumeDriver", dest_pool: str) -> str | None:
+    """What a driver-assisted move into `dest_pool` of `dest`'s backend targets, or None.
+
+    A pool of the source's own backend is its own target; another backend
+    is one only when it is driven by the same kind of driver and says where
+    it lies (:meth:`VolumeDriver.move_target`), for the source to judge.
+    """
+    if source is dest:
+        return dest_pool
+    if type(source) is not type(dest):
+        return None
+    return dest.move_target(dest_pool)
+
+
 class _DisconnectOnClose:
     """A file-like handle that also releases its connection when closed."""
 
@@ -215,12 +229,26 @@ class VolumeDriver(abc.ABC):
         return _DisconnectOnClose(handle, lambda: self.disconnect_volume(volume, connection))
 
     # -- driver-assisted migration (optional) --------------------------------
-    # A backend that can move a volume between its own pools (Storwize
-    # ``migratevdisk``) implements these four; the engine then runs the
-    # driver-assisted flow instead of copying through this host. The volume
-    # keeps its backend object name: only its pool changes.
+    # A backend that can move a volume itself implements these; the engine
+    # then runs the driver-assisted flow instead of copying through this host.
+    # The move's *target* is a pool of this backend (Storwize ``migratevdisk``
+    # between its pools), or another backend's :meth:`move_target` when that
+    # backend lies in the same storage (an RBD pool of the same Ceph cluster,
+    # moved by Ceph's live migration). The volume keeps its backend object
+    # name: only where it lives changes.
+    #: Whether abort_move() can undo a move not finished yet (then a cancel is allowed).
+    can_abort_moves: ClassVar[bool] = False
+
+    def move_target(self, pool: str) -> str | None:
+        """How another backend's driver names `pool` of this backend as a move's target.
+
+        Cinder's ``location_info``. None (the default): volumes reach this
+        backend from another one only by a host copy.
+        """
+        return None
+
     def can_migrate_within_backend(self, volume: dict, dest_pool: str) -> bool:
-        """True if this backend can move the volume to `dest_pool` itself."""
+        """True if this backend can move the volume to the target `dest_pool` itself."""
         return False
 
     def migrate_within_backend(self, volume: dict, dest_pool: str) -> None:
@@ -228,7 +256,8 @@ class VolumeDriver(abc.ABC):
 
         Must be idempotent, because a resumed flow calls it again: when a move
         of this volume is already running, or the volume is already in
-        `dest_pool`, it does nothing. A refusal raises DriverError.
+        `dest_pool`, it does nothing (a move that a killed process left half
+        done goes on where the backend allows). A refusal raises DriverError.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot move volumes itself")
 
@@ -236,8 +265,16 @@ class VolumeDriver(abc.ABC):
         """(bytes moved, bytes total) of a driver-assisted move, or None if none runs."""
         return None
 
-    def volume_pool(self, volume: dict) -> str:
-        """The pool the volume's data is in now, as the backend sees it."""
+    def complete_move(self, volume: dict, dest_pool: str) -> None:
+        """Make a move that has ended final (Ceph's migration commit); idempotent."""
+
+    def abort_move(self, volume: dict) -> bool:
+        """Undo a move not completed yet; True when the volume is where it was."""
+        return False
+
+    def volume_pool(self, volume: dict, target: str | None = None) -> str:
+        """Where the volume's data is for good now, as the backend sees it: a pool of
+        this backend, or `target` once a move to another backend's target completed."""
         raise NotImplementedError(f"{type(self).__name__} cannot move volumes itself")
 
     def moved_within_backend(self, volume: dict, pool: str) -> dict:

@@ -466,7 +466,7 @@ class StorwizeDriver(base.VolumeDriver):
     def moved_within_backend(self, volume: dict, pool: str) -> dict:
         return {"provider_location": f"{pool}/{self.vdisk_name(volume)}"}
 
-    def volume_pool(self, volume: dict) -> str:
+    def volume_pool(self, volume: dict, target: str | None = None) -> str:
         vdisk = self._vdisk(volume)
         if vdisk is None:
             raise DriverError(f"vdisk {self.vdisk_name(volume)} does not exist on the array")

@@ -40,6 +40,17 @@ def _driver_class(name: str, backend: str) -> type[VolumeDriver]:
     return cls
 
 
+def driver_class_of(conf: cfg.ConfigOpts, backend: str) -> type[VolumeDriver] | None:
+    """The driver class configured for `backend`, without starting it; None if unknown."""
+    if backend not in conf.enabled_backends:
+        return None
+    conf.register_opts(backend_opts, group=backend)
+    try:
+        return _driver_class(read_option(conf, "volume_driver", backend) or "", backend)
+    except ConfigError:
+        return None
+
+
 def known_drivers() -> list[str]:
     return sorted(ExtensionManager(DRIVER_NAMESPACE, invoke_on_load=False).names())
 

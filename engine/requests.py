@@ -17,8 +17,9 @@ from volmigrate.common.hosts import Host, parse_host
 from volmigrate.common.volumes import volume_ref
 from volmigrate.db import api as db_api
 from volmigrate.db import models
-from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver
+from volmigrate.drivers.base import LOCAL_PATH_ACCESS, VolumeDriver, move_target
 from volmigrate.drivers.exceptions import DriverError
+from volmigrate.engine.backends import driver_class_of
 from volmigrate.engine.context import ServiceContext
 from volmigrate.engine.opts import read_option
 from volmigrate.engine.types import VolumeTypes
@@ -221,13 +222,26 @@ class MigrationRequests:
         if ctx.runtime is not None and migration["id"] in ctx.runtime.trackers:
             ctx.runtime.trackers[migration["id"]].abort(reason)
 
+    def _refuse_driver_assisted(self, migration: dict) -> None:
+        if migration["case"] != flow_c.CASE_DRIVER_ASSISTED:
+            return
+        backend = parse_host(migration["source_host"]).backend
+        driver = self.ctx.drivers.get(backend)
+        cls = type(driver) if driver is not None else driver_class_of(self.ctx.conf, backend)
+        if cls is not None and cls.can_abort_moves:
+            return
+        raise InvalidVolumeState(
+            f"migration {migration['id']} of volume {migration['volume_id']} is a move "
+            f"inside backend {backend}, which cannot be stopped half way; the volume "
+            f"stays usable while it runs")
+
     def abort_migration(self, ref: str, reason: str = "aborted by the administrator") -> dict:
         """Stop a running migration (by id or volume id) and wait for its rollback."""
         migration = self.ctx.migration_for(ref)
         if migration["state"] not in models.STATES_UNFINISHED:
             raise InvalidVolumeState(f"migration {migration['id']} is not running "
                                      f"(state {migration['state']})")
-        _refuse_driver_assisted(migration)
+        self._refuse_driver_assisted(migration)
         self.abort(migration, reason)
         return self.ctx.get_migration(migration["id"])
 
@@ -236,7 +250,8 @@ class MigrationRequests:
 
         The copy stops at its next check (within a block), every step is
         reverted, and the migration ends `error` with the reason "cancelled".
-        A driver-assisted move cannot be stopped half way and is refused.
+        A driver-assisted move is refused unless its backend can abort it
+        (Ceph's live migration can, until its commit; a Storwize move cannot).
         """
         ctx = self.ctx
         volume = ctx.get_volume(volume_id)
@@ -244,7 +259,7 @@ class MigrationRequests:
         if migration is None or migration["state"] not in models.STATES_UNFINISHED:
             raise InvalidVolumeState(f"There is no migration being performed for volume "
                                      f"{volume_id} at this moment.")
-        _refuse_driver_assisted(migration)
+        self._refuse_driver_assisted(migration)
         orphan = ctx.orphaned_migration(volume)
         if orphan:
             raise InvalidVolumeState(f"volume {volume_id}: {orphan}")
@@ -295,24 +310,18 @@ class MigrationRequests:
         }
 
 
-def _refuse_driver_assisted(migration: dict) -> None:
-    if migration["case"] == flow_c.CASE_DRIVER_ASSISTED:
-        raise InvalidVolumeState(
-            f"migration {migration['id']} of volume {migration['volume_id']} is a move "
-            f"inside backend {parse_host(migration['source_host']).backend}, which cannot "
-            f"be stopped half way; the volume stays usable while it runs")
-
-
 def choose_case(volume: dict, dest: Host, source_driver: VolumeDriver,
                 dest_driver: VolumeDriver, force_host_copy: bool) -> str:
-    """Driver-assisted when the backend can move the volume itself, else a host copy."""
-    if (not force_host_copy and source_driver is dest_driver
-            and parse_host(volume["host"]).backend == dest.backend):
+    """Driver-assisted when the storage can move the volume itself, else a host copy."""
+    if not force_host_copy:
         try:
-            movable = source_driver.can_migrate_within_backend(volume_ref(volume), dest.pool)
+            target = move_target(source_driver, dest_driver, dest.pool)
+            movable = target is not None and source_driver.can_migrate_within_backend(
+                volume_ref(volume), target)
         except DriverError as exc:
-            raise BackendError(f"backend {dest.backend} cannot tell whether it can move "
-                               f"volume {volume['id']}: {exc}") from exc
+            raise BackendError(f"backend {parse_host(volume['host']).backend} cannot tell "
+                               f"whether it can move volume {volume['id']} to "
+                               f"{dest.backend}: {exc}") from exc
         if movable:
             return flow_c.CASE_DRIVER_ASSISTED
     local = (source_driver.access_kind() in LOCAL_PATH_ACCESS

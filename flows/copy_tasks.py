@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import time
 from collections.abc import Iterator
 
@@ -34,15 +33,6 @@ from volmigrate.flows.datamover import (
 from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
 
 LOG = logging.getLogger(__name__)
-
-
-def _regular_fd(handle) -> int | None:
-    """The descriptor of a regular file (whose holes can be asked), else None."""
-    try:
-        fd = handle.fileno()
-    except (OSError, ValueError):
-        return None
-    return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
 @contextlib.contextmanager
@@ -240,8 +230,7 @@ class ProveDestination(task.Task):
                 verify.drop_cache(dest.fileno())
             except (OSError, ValueError, AttributeError):
                 pass  # a file-like object: its flush() was the sync
-            fds = [_regular_fd(src), _regular_fd(dest)]
-            regions = verify.regions_to_check(fds[0], fds[1], size)
+            regions = verify.regions_to_check(src, dest, size)
             reason = lambda: tracker.abort_reason or "migration aborted"  # noqa: E731
             try:
                 with _as_migration_errors(tracker):

@@ -1,10 +1,12 @@
-"""Tasks of the driver-assisted migration: the backend moves the data itself.
+"""Tasks of the driver-assisted migration: the storage moves the data itself.
 
-The array (Storwize ``migratevdisk``) moves a volume between its pools while
-the volume stays online, and cannot be told to stop half way. So these tasks
-never copy anything: they start the move, wait for the array to finish it and
-then record where the data is. Every one of them can run again after a crash:
-a move already running is waited for, never started twice.
+An array (Storwize ``migratevdisk``) moves a volume between its pools while
+the volume stays online, and cannot be told to stop half way; Ceph moves an
+image to another pool of its cluster (live migration), and can abort until
+it commits. These tasks never copy anything: they start the move, wait for
+the storage to finish it, make it final, and then record where the data is.
+Every one of them can run again after a crash: a move already running is
+waited for (or taken up again where the storage allows), never started twice.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from taskflow import task
 from volmigrate.common.hosts import parse_host
 from volmigrate.common.volumes import volume_ref
 from volmigrate.db import models
-from volmigrate.drivers.base import VolumeDriver
+from volmigrate.drivers.base import VolumeDriver, move_target
 from volmigrate.flows import runtime
-from volmigrate.flows.exceptions import MigrationFailed
+from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
 
 LOG = logging.getLogger(__name__)
 
@@ -54,24 +56,32 @@ class _ErrorsInARow:
         return self.errors >= self.limit
 
 
-def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str) -> None:
+def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str,
+                     check_abort=lambda: None) -> None:
     """Poll the backend until its move has ended (its progress is None).
 
     Raises MigrationFailed when MAX_POLL_ERRORS polls in a row fail: the
     move may well go on, but nothing here can tell when it ends.
+    `check_abort` raises MigrationAborted to stop waiting (a cancel).
     """
     def warn(state: tenacity.RetryCallState) -> None:
         if state.outcome.failed:
             LOG.warning("Migration %s: asking the backend for the move's progress failed "
                         "(%s); asking again", migration_id, state.outcome.exception())
 
+    def poll(ref: dict):
+        check_abort()
+        return driver.get_migration_progress(ref)
+
     polling = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type()
+        retry=tenacity.retry_if_not_exception_type(MigrationAborted)
         | tenacity.retry_if_result(lambda progress: progress is not None),
         wait=tenacity.wait_exponential(multiplier=POLL_FIRST_SECONDS, max=POLL_MAX_SECONDS),
         stop=_ErrorsInARow(MAX_POLL_ERRORS), before_sleep=warn, reraise=True)
     try:
-        polling(driver.get_migration_progress, ref)
+        polling(poll, ref)
+    except MigrationAborted:
+        raise
     except Exception as exc:
         raise MigrationFailed(f"lost track of the backend's move: {exc}") from exc
 
@@ -79,6 +89,15 @@ def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str) -> None
 def _volume(rt: runtime.Runtime, volume_id: str) -> tuple[dict, object]:
     row = rt.db.get_volume(volume_id)
     return row, rt.driver_for_host(row["host"])
+
+
+def target_of(rt: runtime.Runtime, driver: VolumeDriver, dest_host: str) -> str:
+    """The move's target: a pool of the backend, or another backend's location."""
+    target = move_target(driver, rt.driver_for_host(dest_host), pool_of(dest_host))
+    if target is None:
+        raise MigrationFailed(f"backend of {dest_host} is no target of a move by the "
+                              f"source's backend any more (its configuration changed)")
+    return target
 
 
 class StartDriverMove(task.Task):
@@ -94,26 +113,43 @@ class StartDriverMove(task.Task):
         rt.tracker(migration_id).check_abort()
         volume, driver = _volume(rt, volume_id)
         rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
-        dest_pool = pool_of(dest_host)
+        target = target_of(rt, driver, dest_host)
         try:
-            driver.migrate_within_backend(volume_ref(volume), dest_pool)
+            driver.migrate_within_backend(volume_ref(volume), target)
         except Exception as exc:
-            raise MigrationFailed(f"starting the backend's move of the volume to pool "
-                                  f"{dest_pool} failed: {exc}") from exc
-        LOG.info("Migration %s: backend move of volume %s to pool %s started",
-                 migration_id, volume_id, dest_pool)
+            raise MigrationFailed(f"starting the backend's move of the volume to "
+                                  f"{target} failed: {exc}") from exc
+        LOG.info("Migration %s: backend move of volume %s to %s started",
+                 migration_id, volume_id, target)
 
-    def revert(self, migration_id: str, volume_id: str, *args, **kwargs) -> None:
+    def revert(self, migration_id: str, volume_id: str, dest_host: str, *args,
+               **kwargs) -> None:
         rt = runtime.get()
         volume, driver = _volume(rt, volume_id)
         try:
-            actual = driver.volume_pool(volume_ref(volume))
+            if driver.abort_move(volume_ref(volume)):
+                LOG.warning("Migration %s: the backend's move of volume %s was aborted; "
+                            "it stays where it was", migration_id, volume_id)
+                return
+        except Exception as exc:
+            text = f"the backend's move of volume {volume_id} could not be aborted: {exc}"
+            LOG.error("Migration %s: %s", migration_id, text)
+            rt.tracker(migration_id).cleanup_problems.append(text)
+        try:
+            target = target_of(rt, driver, dest_host)
+            actual = driver.volume_pool(volume_ref(volume), target)
         except Exception as exc:
             text = f"the pool of volume {volume_id} could not be read back: {exc}"
             LOG.error("Migration %s: %s", migration_id, text)
             rt.tracker(migration_id).cleanup_problems.append(text)
             return
-        if actual != pool_of(volume["host"]):
+        if target != pool_of(dest_host):  # a move to another backend of the same storage
+            if actual == target:  # moved for good: it could not be aborted
+                updates = driver.moved_within_backend(volume_ref(volume), actual)
+                rt.db.update_volume(volume_id, dict(updates, host=dest_host))
+                LOG.warning("Migration %s: volume %s is on %s after all; host updated",
+                            migration_id, volume_id, dest_host)
+        elif actual != pool_of(volume["host"]):
             updates = driver.moved_within_backend(volume_ref(volume), actual)
             rt.db.update_volume(volume_id, dict(updates, host=with_pool(volume["host"], actual)))
             LOG.warning("Migration %s: volume %s is in pool %s after all; host updated",
@@ -142,13 +178,27 @@ class WaitForDriverMove(task.Task):
                 LOG.warning("Migration %s: the backend's capabilities cannot be read (%s); "
                             "its progress will not be reported", migration_id, exc)
                 reports = False
+            target = target_of(rt, driver, dest_host)
+            try:
+                # Again after a restart: a move the killed process left half done
+                # goes on where the storage allows (nothing happens otherwise).
+                driver.migrate_within_backend(ref, target)
+            except Exception as exc:
+                raise MigrationFailed(f"the backend's move of the volume to {target} "
+                                      f"cannot go on: {exc}") from exc
             if reports:
                 tracker.copy_started(lambda: self._moved(driver, ref))
-            wait_until_moved(driver, ref, migration_id)
-            actual = driver.volume_pool(ref)
-            if actual != pool_of(dest_host):
-                raise MigrationFailed(f"the backend's move ended with the volume in pool "
-                                      f"{actual}, not {pool_of(dest_host)}")
+            check_abort = tracker.check_abort if driver.can_abort_moves else (lambda: None)
+            wait_until_moved(driver, ref, migration_id, check_abort)
+            try:
+                driver.complete_move(ref, target)
+            except Exception as exc:
+                raise MigrationFailed(f"the backend's move could not be completed: "
+                                      f"{exc}") from exc
+            actual = driver.volume_pool(ref, target)
+            if actual != target:
+                raise MigrationFailed(f"the backend's move ended with the volume in "
+                                      f"{actual}, not {target}")
             rt.db.update_migration(migration_id, {"bytes_durable": volume_size})
             succeeded = True
         finally:
@@ -170,6 +220,9 @@ class UpdateVolumeHost(task.Task):
     def execute(self, migration_id: str, volume_id: str, dest_host: str) -> None:
         rt = runtime.get()
         volume, driver = _volume(rt, volume_id)
-        updates = driver.moved_within_backend(volume_ref(volume), pool_of(dest_host))
+        if volume["host"] == dest_host:
+            return  # recorded before a restart
+        updates = driver.moved_within_backend(volume_ref(volume),
+                                              target_of(rt, driver, dest_host))
         rt.db.update_volume(volume_id, dict(updates, host=dest_host,
                                             migration_status=models.MIGRATION_COMPLETING))

@@ -72,6 +72,8 @@ mon_allow_pool_delete = true
 mon_warn_on_pool_no_redundancy = false
 osd_crush_chooseleaf_type = 0
 paxos_propose_interval = 0.05
+# A killed client's exclusive lock is broken after this (30 s by default).
+osd_client_watch_timeout = 5
 mon_osd_full_ratio = 0.97
 mon_osd_backfillfull_ratio = 0.95
 mon_osd_nearfull_ratio = 0.93

@@ -2,6 +2,10 @@
 
 Progress is the destination's file position against the size. A stream that
 is not a real file is made durable by its own ``flush()``, all it offers.
+Where the destination reads zeros (a new thin volume), only the source's
+data regions are read and written: a sparse file's holes, an RBD image's
+objects never written (on a cluster, reading them costs a round trip each).
+The rate limit counts logical bytes, as for every copy method.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any, BinaryIO
 
 from volmigrate.flows.datamover.copier import SPARSE_GRAIN, Copier
 from volmigrate.flows.datamover.errors import CopyFailed
+from volmigrate.flows.datamover.files import handle_extents
 from volmigrate.flows.datamover.ratelimit import RateSchedule
 
 
@@ -68,32 +73,47 @@ class FileCopy(Copier):
         zeros = bytes(self.block_size)
         sync_every = self._slice_bytes()
         self._check_source_handle()
-        self.source.seek(self.start)
-        self.dest.seek(self.start)
+        regions = None
+        if self.sparse:
+            try:
+                regions = handle_extents(self.source, self.start, self.size)
+            except OSError as exc:
+                raise CopyFailed(f"cannot ask the source where its data is: {exc}") from exc
+        if regions is None:
+            regions = [(self.start, self.size - self.start)]
         pos = synced = self.start
         try:
-            while pos < self.size:
-                self._check_abort()
-                schedule.wait_until(pos - self.start)
-                chunk = self.source.read(min(self.block_size, self.size - pos))
-                if not chunk:
-                    raise CopyFailed(f"the source ended early, at byte {pos} of {self.size}")
-                if self.sparse:
-                    # A fresh destination already reads as zeros: write only the
-                    # pages that hold data, so it is no more allocated than the source.
-                    self._write_data_pages(chunk, zeros)
-                else:
-                    self.dest.write(chunk)
-                pos += len(chunk)
-                self._copied = pos
-                self._pos = self.dest.tell()
-                self.bytes_written += len(chunk)
-                if pos - synced >= sync_every and pos < self.size:
-                    self._sync()
-                    synced = pos
-                    self._made_durable(pos)
+            for offset, length in regions:
+                pos = max(pos, offset)
+                end = offset + length
+                self.source.seek(pos)
+                self.dest.seek(pos)
+                while pos < end:
+                    self._check_abort()
+                    schedule.wait_until(pos - self.start)
+                    chunk = self.source.read(min(self.block_size - pos % self.block_size,
+                                                 end - pos))
+                    if not chunk:
+                        raise CopyFailed(f"the source ended early, at byte {pos} of "
+                                         f"{self.size}")
+                    if self.sparse:
+                        # A fresh destination already reads as zeros: write only the
+                        # pages that hold data, so it is no more allocated than the source.
+                        self._write_data_pages(chunk, zeros)
+                    else:
+                        self.dest.write(chunk)
+                    pos += len(chunk)
+                    self._copied = pos
+                    self._pos = self.dest.tell()
+                    self.bytes_written += len(chunk)
+                    if pos - synced >= sync_every and pos < self.size:
+                        self._sync()
+                        synced = pos
+                        self._made_durable(pos)
             self._sync()
             self._check_source_handle()
+            self._copied = self._pos = self.size
+            self.bytes_written = self.size - self.start  # holes skipped count as copied
             self._made_durable(self.size)
         except OSError as exc:
             raise CopyFailed(f"file copy failed at byte {pos}: {exc}") from exc

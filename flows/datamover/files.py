@@ -53,3 +53,20 @@ def data_extents(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
             hole = end
         yield data, hole - data
         offset = hole
+
+
+def handle_extents(handle, start: int, end: int) -> list[tuple[int, int]] | None:
+    """The data regions of an open volume between start and end; None when it cannot tell.
+
+    A handle that knows its own allocation (an RBD image: ``data_extents``)
+    says so; a regular file is asked by its descriptor; anything else cannot
+    tell, and all of it is data.
+    """
+    ask = getattr(handle, "data_extents", None)
+    if callable(ask):
+        return list(ask(start, end))
+    try:
+        fd = handle.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return list(data_extents(fd, start, end))

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import xxhash
 
 from volmigrate.flows.datamover.errors import CopyAborted
-from volmigrate.flows.datamover.files import data_extents
+from volmigrate.flows.datamover.files import handle_extents
 
 CHUNK = 4 * 1024 * 1024
 
@@ -34,12 +34,12 @@ def _merge(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(start, end - start) for start, end in merged]
 
 
-def regions_to_check(source_fd: int | None, dest_fd: int | None,
-                     size: int) -> list[tuple[int, int]]:
+def regions_to_check(source: BinaryIO, dest: BinaryIO, size: int) -> list[tuple[int, int]]:
     """The union of both sides' data regions; all of it where a side cannot tell."""
-    if source_fd is None or dest_fd is None:
+    sides = [handle_extents(source, 0, size), handle_extents(dest, 0, size)]
+    if sides[0] is None or sides[1] is None:
         return [(0, size)]
-    return _merge(list(data_extents(source_fd, 0, size)) + list(data_extents(dest_fd, 0, size)))
+    return _merge(sides[0] + sides[1])
 
 
 def drop_cache(fd: int) -> None:

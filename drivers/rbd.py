@@ -1,0 +1,219 @@
+"""The RBD backend: volumes are images of a pool of a real Ceph cluster (librbd).
+
+Options carry Cinder's RBD driver names (``rbd_pool``, ``rbd_ceph_conf``,
+``rbd_user``, ``rbd_keyring_conf``, ``rados_connect_timeout``, ...), and an
+image is named as Cinder names it, ``volume-<id>``. A volume is reachable
+only through librbd (``access = stream``): host copies to and from RBD are
+file-I/O copies through :class:`~volmigrate.drivers.rbd_io.RBDImageIO`,
+which skips the objects that were never written.
+
+Between two RBD backends of the same cluster (the same fsid, another pool),
+as Cinder's RBD driver decides, the volume is moved by Ceph's own live
+migration (:mod:`~volmigrate.drivers.rbd_migration`): no data crosses this
+host.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import BinaryIO
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from volmigrate.drivers import base
+from volmigrate.drivers.exceptions import DriverConfigError, DriverError
+from volmigrate.drivers.rbd_client import RadosClient, bindings
+from volmigrate.drivers.rbd_io import RBDImageIO
+from volmigrate.drivers.rbd_migration import LiveMigrations
+
+LOG = logging.getLogger(__name__)
+
+GIB = 1024 ** 3
+
+rbd_opts = [
+    cfg.StrOpt("rbd_cluster_name", default="ceph",
+               help="The name of the Ceph cluster (the name of its ceph.conf)."),
+    cfg.StrOpt("rbd_pool", default="rbd", help="The RADOS pool where volumes are stored."),
+    cfg.StrOpt("rbd_user", help="The RADOS client name (without client.); default: admin."),
+    cfg.StrOpt("rbd_ceph_conf", default="",
+               help="Path to the ceph configuration file; empty: librados's default."),
+    cfg.StrOpt("rbd_keyring_conf", default="",
+               help="Path to the keyring of rbd_user; empty: the one ceph.conf names."),
+    # Cinder's default is -1 (librados waits for ever); a migration engine must
+    # not hang on a lost monitor or a full pool, so ours bounds it.
+    cfg.IntOpt("rados_connect_timeout", default=10, min=-1, max=3600,
+               help="Seconds to wait for the cluster when connecting, and for each "
+                    "monitor and OSD operation; -1: wait for ever (librados's default)."),
+    cfg.IntOpt("rbd_store_chunk_size", default=4, min=1, max=32,
+               help="Object size of new images, in MiB (a power of two)."),
+]
+
+
+class RBDDriver(base.VolumeDriver):
+    options = rbd_opts
+    vendor_name = "Open Source"
+    driver_version = "1.0"
+    storage_protocol = "ceph"
+    can_abort_moves = True
+
+    def __init__(self, configuration, backend_name: str, state_path: str) -> None:
+        super().__init__(configuration, backend_name, state_path)
+        conf = self.configuration
+        self.client = RadosClient(conf.rbd_ceph_conf, conf.rbd_user, conf.rbd_keyring_conf,
+                                  conf.rbd_cluster_name, conf.rados_connect_timeout)
+        self.migrations = LiveMigrations(self)
+
+    @property
+    def pool(self) -> str:
+        return self.configuration.rbd_pool
+
+    def do_setup(self) -> None:
+        chunk = self.configuration.rbd_store_chunk_size
+        if chunk & (chunk - 1):
+            raise DriverConfigError(f"rbd_store_chunk_size {chunk} is not a power of two")
+        bindings()
+        try:
+            self.client.ioctx(self.pool).close()
+        except DriverError as exc:
+            raise DriverConfigError(str(exc)) from None
+
+    # -- names and handles ---------------------------------------------------
+    @staticmethod
+    def image_name(volume: dict) -> str:
+        return f"volume-{base.object_id(volume)}"
+
+    def location(self) -> str:
+        """This backend's place in Ceph, as Cinder's location_info: ``fsid:pool``."""
+        return f"{self.client.fsid()}:{self.pool}"
+
+    def _image(self, ioctx, name: str, read_only: bool = False):
+        _, rbd = bindings()
+        try:
+            return rbd.Image(ioctx, name, read_only=read_only)
+        except rbd.ImageNotFound:
+            raise DriverError(f"image {self.pool}/{name} does not exist") from None
+        except rbd.Error as exc:
+            raise DriverError(f"cannot open image {self.pool}/{name}: {exc}") from None
+
+    # -- stats ------------------------------------------------------------------
+    def get_volume_stats(self) -> dict:
+        df = json.loads(self.client.mon_command({"prefix": "df", "format": "json"}))
+        pool = next((p for p in df["pools"] if p["name"] == self.pool), None)
+        if pool is None:
+            raise DriverError(f"pool {self.pool} does not exist in {self.client.describe()}")
+        stored, free = pool["stats"].get("stored", 0), pool["stats"]["max_avail"]
+        quota = json.loads(self.client.mon_command(
+            {"prefix": "osd pool get-quota", "pool": self.pool, "format": "json"}))
+        total = stored + free
+        if quota.get("quota_max_bytes"):
+            total = min(total, quota["quota_max_bytes"])
+            free = max(0, min(free, quota["quota_max_bytes"] - stored))
+        return {
+            "volume_backend_name": self.backend_name,
+            "migration_progress_report": True,
+            "location_info": self.location(),
+            "thin_provisioning_support": True,
+            "pools": [{"pool_name": self.backend_name,
+                       "total_capacity_gb": round(total / GIB, 2),
+                       "free_capacity_gb": round(free / GIB, 2)}],
+        }
+
+    def pools(self) -> list[str]:
+        return [self.backend_name]
+
+    # -- volumes ----------------------------------------------------------------
+    def create_volume(self, volume: dict) -> dict:
+        _, rbd = bindings()
+        name = self.image_name(volume)
+        order = (self.configuration.rbd_store_chunk_size * 1024 * 1024).bit_length() - 1
+        ioctx = self.client.ioctx(self.pool)
+        try:
+            rbd.RBD().create(ioctx, name, volume["size"], order=order, old_format=False)
+        except rbd.ImageExists:
+            raise DriverError(f"image {self.pool}/{name} already exists") from None
+        except rbd.Error as exc:
+            raise DriverError(f"cannot create image {self.pool}/{name}: {exc}") from None
+        finally:
+            ioctx.close()
+        return {"provider_location": f"rbd://{self.client.fsid()}/{self.pool}/{name}"}
+
+    def delete_volume(self, volume: dict) -> None:
+        _, rbd = bindings()
+        name = self.image_name(volume)
+        ioctx = self.client.ioctx(self.pool)
+        try:
+            rbd.RBD().remove(ioctx, name)
+        except rbd.ImageNotFound:
+            pass
+        except rbd.Error as exc:
+            raise DriverError(f"cannot delete image {self.pool}/{name}: {exc}") from None
+        finally:
+            ioctx.close()
+
+    def volume_identity(self, volume: dict) -> dict:
+        """The image's id (a re-created image gets another) and size."""
+        ioctx = self.client.ioctx(self.pool)
+        try:
+            with self._image(ioctx, self.image_name(volume), read_only=True) as image:
+                return {"image_id": image.id(), "size": image.size()}
+        finally:
+            ioctx.close()
+
+    # -- host copies ----------------------------------------------------------
+    def access_kind(self) -> str:
+        return base.ACCESS_STREAM
+
+    def connect_volume(self, volume: dict, writable: bool) -> dict:
+        identity = self.volume_identity(volume)
+        return {"access": base.ACCESS_STREAM, "pool": self.pool,
+                "image": self.image_name(volume), "size": identity["size"],
+                "image_id": identity["image_id"]}
+
+    def connection_valid(self, volume: dict, connection: dict) -> bool:
+        try:
+            return self.volume_identity(volume)["image_id"] == connection["image_id"]
+        except DriverError:
+            return False
+
+    def disconnect_volume(self, volume: dict, connection: dict) -> None:
+        """Nothing to undo: a connection is the image's name and id."""
+
+    def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
+        ioctx = self.client.ioctx(connection["pool"])
+        try:
+            image = self._image(ioctx, connection["image"], read_only=not writable)
+            if image.id() != connection["image_id"]:
+                image.close()
+                raise DriverError(f"image {connection['pool']}/{connection['image']} was "
+                                  f"replaced since it was connected")
+        except BaseException:
+            ioctx.close()
+            raise
+        return RBDImageIO(ioctx, image, writable, f"{connection['pool']}/{connection['image']}")
+
+    # -- driver-assisted: Ceph's live migration to another pool --------------
+    def move_target(self, pool: str) -> str | None:
+        return self.location()
+
+    def can_migrate_within_backend(self, volume: dict, dest_pool: str) -> bool:
+        return self.migrations.can_move(volume, dest_pool)
+
+    def migrate_within_backend(self, volume: dict, dest_pool: str) -> None:
+        self.migrations.start(volume, dest_pool)
+
+    def get_migration_progress(self, volume: dict) -> tuple[int, int] | None:
+        return self.migrations.progress(volume)
+
+    def complete_move(self, volume: dict, dest_pool: str) -> None:
+        self.migrations.commit(volume, dest_pool)
+
+    def abort_move(self, volume: dict) -> bool:
+        return self.migrations.abort(volume)
+
+    def volume_pool(self, volume: dict, target: str | None = None) -> str:
+        return self.migrations.where(volume, target)
+
+    def moved_within_backend(self, volume: dict, pool: str) -> dict:
+        fsid, rados_pool = self.migrations.parse_target(pool)
+        return {"provider_location": f"rbd://{fsid}/{rados_pool}/{self.image_name(volume)}"}
