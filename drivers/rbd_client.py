@@ -49,9 +49,12 @@ def _load_from_distribution(name: str) -> ModuleType | None:
 def bindings() -> tuple[ModuleType, ModuleType]:
     """The ``rados`` and ``rbd`` modules; DriverConfigError when Ceph's are not installed."""
     modules = []
-    for name in ("rados", "rbd"):
+    for name, api in (("rados", "Rados"), ("rbd", "RBD")):
         try:
-            modules.append(importlib.import_module(name))
+            module = importlib.import_module(name)
+            if not hasattr(module, api):  # a directory of that name on sys.path
+                raise ImportError(name)
+            modules.append(module)
         except ImportError:
             module = _load_from_distribution(name)
             if module is None:
