@@ -3,7 +3,10 @@
 First between two local backends, then onto a Storwize array and from one of
 its pools to another, moved by the array itself. The array is volmigrate's
 Storwize *simulator* (an SSH server on 127.0.0.1 that runs the array's CLI
-against files); the demo says so. Each step is the command an administrator
+against files); the demo says so. Where Ceph is installed, the volume then
+goes onto a real single-node Ceph cluster (tools/ceph_cluster.py, started
+for the demo) and from one of its pools to another by Ceph's live
+migration; where it is not, the demo says so and skips those steps. Each step is the command an administrator
 would type, run for real in this process, against a configuration in a
 temporary directory.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from volmigrate.cli import output
 from volmigrate.common.units import parse_volume_size
@@ -30,7 +35,7 @@ CONFIG = """\
 [DEFAULT]
 state_path = {state}
 host = {host}
-enabled_backends = local-a,local-b,array
+enabled_backends = local-a,local-b,array{ceph_backends}
 migration_progress_report_interval = 0.5
 # Only so that the demo's progress bar can be watched; 0 (the default) is unlimited.
 volume_copy_bps_limit = {rate}
@@ -51,9 +56,57 @@ san_login = superuser
 san_password = {array_password}
 storwize_svc_volpool_name = pool1,pool2
 
-[oslo_messaging_notifications]
+{ceph_sections}[oslo_messaging_notifications]
 driver = log
 """
+
+CEPH_SECTIONS = """\
+# Two pools of a real single-node Ceph cluster started by the demo.
+[ceph-a]
+volume_driver = rbd
+rbd_pool = volumes-a
+rbd_ceph_conf = {conf}
+
+[ceph-b]
+volume_driver = rbd
+rbd_pool = volumes-b
+rbd_ceph_conf = {conf}
+
+"""
+# In the source tree, beside the package's folders (not installed with it).
+CEPH_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "ceph_cluster.py"
+
+
+def _start_ceph(console, workdir: str):
+    """A single-node Ceph with pools volumes-a and volumes-b, or None (and why)."""
+    from volmigrate.drivers import rbd_client
+
+    if not CEPH_SCRIPT.exists():
+        console.print("[dim]tools/ceph_cluster.py is not here (not a source tree): "
+                      "the Ceph steps are skipped[/]")
+        return None
+    spec = importlib.util.spec_from_file_location("ceph_cluster", CEPH_SCRIPT)
+    ceph_cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceph_cluster)
+    missing = ceph_cluster.missing_packages()
+    if missing or not rbd_client.available():
+        console.print(f"[dim]Ceph is not installed here, so the Ceph steps are skipped "
+                      f"(apt-get install {' '.join(ceph_cluster.PACKAGES)})[/]")
+        return None
+    console.print(f"\n[bold cyan]$ python3 tools/ceph_cluster.py {workdir}/ceph start[/]   "
+                  f"[dim]# a real single-node Ceph cluster (mon, osd, mgr) on 127.0.0.1[/]")
+    cluster = ceph_cluster.CephCluster(os.path.join(workdir, "ceph"))
+    try:
+        cluster.start()
+        for pool in ("volumes-a", "volumes-b"):
+            cluster.create_pool(pool)
+    except ceph_cluster.CephClusterError as exc:
+        console.print(f"[red]the Ceph cluster did not start ({exc}); the Ceph steps are "
+                      f"skipped[/]")
+        cluster.destroy()
+        return None
+    console.print(f"Ceph {cluster.fsid} is up; pools volumes-a and volumes-b")
+    return cluster
 
 
 def _sha256(path: str) -> str:
@@ -85,10 +138,13 @@ def run(size_text: str, keep: bool = False) -> int:
         stdout=subprocess.PIPE, text=True)
     ready = simulator.stdout.readline().strip()
     console.print(ready)
+    cluster = _start_ceph(console, workdir)
     with open(conf_path, "w", encoding="utf-8") as f:
-        f.write(CONFIG.format(state=os.path.join(workdir, "state"), host=DEMO_HOST,
-                              rate=DEMO_RATE, log=log_path, array_password=password,
-                              array_port=ready.rpartition(":")[2]))
+        f.write(CONFIG.format(
+            state=os.path.join(workdir, "state"), host=DEMO_HOST, rate=DEMO_RATE,
+            log=log_path, array_password=password, array_port=ready.rpartition(":")[2],
+            ceph_backends=",ceph-a,ceph-b" if cluster else "",
+            ceph_sections=CEPH_SECTIONS.format(conf=cluster.conf) if cluster else ""))
 
     def step(text: str, *args: str, capture: bool = False) -> tuple[int, str]:
         console.print(f"\n[bold cyan]$ volmigrate --config-file {conf_path} "
@@ -145,6 +201,10 @@ def run(size_text: str, keep: bool = False) -> int:
         console.print(f"sha256 of vdisk {vdisk} in pool2: {in_pool2}  "
                       + ("[bold green]identical[/]" if in_pool2 == before
                          else "[bold red]DIFFERENT[/]"))
+        rc_ceph = 0
+        if cluster is not None:
+            rc_ceph, same_in_ceph = _ceph_steps(step, console, cluster, volume["id"], before)
+            same = same and same_in_ceph
         step("how each migration was done", "flow", "list")
 
         console.print("\n[bold]Notifications sent[/] (oslo.messaging, driver = log):")
@@ -158,11 +218,36 @@ def run(size_text: str, keep: bool = False) -> int:
                                   f"bytes, migration_status {payload['migration_status']}")
         console.print(f"\nService log: {log_path}")
         return 0 if (rc == 0 and rc_array == 0 and rc_pool == 0 and rc_show == 0
-                     and rc_show2 == 0 and same) else 1
+                     and rc_show2 == 0 and rc_ceph == 0 and same) else 1
     finally:
         simulator.terminate()
         simulator.wait()
+        if cluster is not None:
+            cluster.destroy()
         if keep:
             console.print(f"Kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ceph_steps(step, console, cluster, volume_id: str, before: str) -> tuple[int, bool]:
+    """Array -> Ceph pool volumes-a (a host copy through librbd, unwritten objects
+    skipped) -> pool volumes-b (Ceph's live migration); the image checked by
+    ``rbd export``."""
+    rc_to, _ = step("onto Ceph, pool volumes-a: a host copy through librbd", "migrate",
+                    volume_id, f"{DEMO_HOST}@ceph-a", "--wait")
+    rc_live, _ = step("volumes-a -> volumes-b: Ceph moves it itself (rbd migration "
+                      "prepare/execute/commit)", "migrate", volume_id, f"{DEMO_HOST}@ceph-b",
+                      "--wait")
+    rc_show, out = step("where it is now", "show", volume_id, "--format", "json",
+                        capture=True)
+    in_ceph = json.loads(out)
+    console.print_json(out)
+    image = f"volumes-b/volume-{in_ceph['name_id'] or in_ceph['id']}"
+    export = subprocess.run(["rbd", "--conf", str(cluster.conf), "export", image, "-"],
+                            capture_output=True, check=False)
+    digest = hashlib.sha256(export.stdout).hexdigest() if export.returncode == 0 else "?"
+    console.print(f"sha256 of `rbd export {image}`: {digest}  "
+                  + ("[bold green]identical[/]" if digest == before
+                     else "[bold red]DIFFERENT[/]"))
+    return (rc_to or rc_live or rc_show), digest == before
