@@ -68,10 +68,14 @@ class Catalog:
                         "driver_version": driver.driver_version,
                         "storage_protocol": driver.storage_protocol,
                         "QoS_support": False,
-                        "thin_provisioning_support": False,
+                        "thin_provisioning_support": bool(
+                            stats.get("thin_provisioning_support")),
                         "migration_progress_report": bool(
                             stats.get("migration_progress_report")),
                         "timestamp": None,
+                        # Cinder's: where a driver-assisted move could take a volume.
+                        **({"location_info": stats["location_info"]}
+                           if stats.get("location_info") else {}),
                     },
                 })
         return found
