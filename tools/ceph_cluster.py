@@ -10,10 +10,11 @@ cluster reports no capacity (``ceph df`` is all zeros, so a driver's pools
 show 0 GiB free) and never enforces a pool quota; it costs about 5 s at start.
 
 - ``--store memstore`` (default): data in the OSD's memory. Ready in about
-  3 s. Lost on SIGKILL of the OSD; kept across a SIGTERM restart, because
+  10 s here, most of it the manager's first report. Lost on SIGKILL of the OSD; kept across a SIGTERM restart, because
   ``osd_fast_shutdown = false`` makes the OSD save it at shutdown.
 - ``--store bluestore``: data on a sparse file in the scratch directory, for
-  data that must survive a killed OSD.
+  data that must survive a killed OSD (measured: intact after kill -9 and a
+  restart of the OSD). Ready in about 30 s.
 
 Settings that matter, measured here: ``paxos_propose_interval = 0.05`` cuts a
 pool's creation from about 5 s to under 1 s; one replica
