@@ -102,11 +102,17 @@ class RadosClient:
 
     def _connect(self):
         rados, _ = bindings()
+        for option, path in (("rbd_ceph_conf", self.conffile),
+                             ("rbd_keyring_conf", self.keyring)):
+            if path and not os.path.isfile(path):
+                raise DriverError(f"cannot connect to {self.describe()}: {option} {path} "
+                                  f"does not exist")
         kwargs = {"clustername": self.cluster_name}
         if self.conffile:
             kwargs["conffile"] = self.conffile
         if self.user:
             kwargs["rados_id"] = self.user
+        client, monitors = None, None
         try:
             client = rados.Rados(**kwargs)
             if self.keyring:
@@ -115,13 +121,16 @@ class RadosClient:
                 for option in ("rados_osd_op_timeout", "rados_mon_op_timeout",
                                "client_mount_timeout"):
                     client.conf_set(option, str(self.timeout))
+            monitors = client.conf_get("mon_host") or None
             if self.timeout >= 0:
                 client.connect(timeout=self.timeout)
             else:
                 client.connect()
         except rados.Error as exc:
+            if client is not None:
+                client.shutdown()
             raise DriverError(f"cannot connect to {self.describe()}: "
-                              f"{_reason(exc, self.timeout)}") from None
+                              f"{_reason(exc, self.timeout, monitors)}") from None
         return client
 
     def ioctx(self, pool: str):
@@ -164,10 +173,20 @@ class RadosClient:
                 pass
 
 
-def _reason(exc: Exception, timeout: int) -> str:
+def _reason(exc: Exception, timeout: int, monitors: str | None = None) -> str:
+    """Why librados failed, in words an administrator can act on.
+
+    With `monitors` the failure is the connection's: there librados says
+    "object not found" for a user with no key in the keyring.
+    """
     errno = getattr(exc, "errno", None)
     if errno == 110 or "timed out" in str(exc).lower():
+        if monitors:
+            return (f"no monitor answered at {monitors} within rados_connect_timeout = "
+                    f"{timeout} s ({exc})")
         return f"no answer within rados_connect_timeout = {timeout} s ({exc})"
     if errno in (1, 13):
         return f"permission denied: check rbd_user and rbd_keyring_conf ({exc})"
+    if errno == 2 and monitors:
+        return f"no key for the user in its keyring: check rbd_user and rbd_keyring_conf ({exc})"
     return str(exc)

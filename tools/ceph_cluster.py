@@ -81,6 +81,12 @@ mon_osd_nearfull_ratio = 0.93
 auth_allow_insecure_global_id_reclaim = false
 mon_data_avail_warn = 1
 
+[client]
+# Clients (the tests, volmigrate, rbd) are many at once: no admin socket, and
+# their log in the scratch directory, never the caller's terminal.
+admin_socket =
+log_file = {dir}/log/client.log
+
 [mon]
 mon_data = {dir}/mon.$id
 keyring = {dir}/mon.$id/keyring
