@@ -42,7 +42,7 @@ def _ref(volume_id: str, size: int) -> dict:
             "provider_location": None}
 
 
-def test_driver_volumes_stats_and_identity(make_service, rbd_backends, ceph):
+def test_driver_volumes_and_identity(make_service, rbd_backends, ceph):
     backends = rbd_backends("r1")
     pool = backends["r1"]["rbd_pool"]
     driver = make_service(backends=backends).drivers["r1"]
@@ -75,7 +75,15 @@ def test_driver_volumes_stats_and_identity(make_service, rbd_backends, ceph):
     assert again["size"] == 16 * MiB and again["image_id"] != identity["image_id"]
     assert not driver.connection_valid(volume, connection)
     driver.delete_volume(volume)
+    assert ceph.rbd("ls", "--pool", pool).split() == []
 
+
+def test_stats_of_a_backend_as_soon_as_it_is_configured(make_service, rbd_backends, ceph):
+    # The pool exists (the service's start opened it): its stats must say so at
+    # once, not only after Ceph's manager has put it in `ceph df`.
+    backends = rbd_backends("r1")
+    pool = backends["r1"]["rbd_pool"]
+    driver = make_service(backends=backends).drivers["r1"]
     stats = driver.get_volume_stats()
     assert stats["volume_backend_name"] == "r1"
     assert stats["location_info"] == f"{ceph.fsid}:{pool}"
