@@ -1,12 +1,14 @@
 """The benchmark suite: every figure as a ratio against a baseline run in the same go.
 
-    .venv/bin/python benchmarks/run.py [--quick]
+    .venv/bin/python benchmarks/run.py [--quick] [--only NAME ...] [--output FILE] [--merge]
 
 Prints a table and writes benchmarks/results.json (name, ours, baseline, ratio,
-target, pass). Each ratio is taken against its baseline measured in this run,
+target, pass, benchmark). Each ratio is taken against its baseline measured in this run,
 alternating ours and the baseline, medians of at least 3 rounds (7 by default).
 Every timed copy, ours and the baselines', ends durable (fdatasync), so the page
 cache flatters neither side. `--quick` uses smaller sizes (under 3 minutes).
+With `--merge` the file keeps the rows of the benchmarks not run this time,
+and this run's machine and host load are recorded under "runs" by benchmark.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import bench_api  # noqa: E402
+import bench_rbd  # noqa: E402
 import bench_recovery  # noqa: E402
 from bench_setup import service, write_config  # noqa: E402
 from volmigrate.engine import inspection  # noqa: E402
@@ -458,9 +461,19 @@ class Bench:
         result = bench_api.measure(folder, self.rounds, self.quick)
         return [Row(**row) for row in bench_api.rows(result)]
 
+    def rbd(self) -> list[Row]:
+        """The rbd driver on a real single-node Ceph (each part starts its own cluster and
+        destroys it) against Ceph's own tools: RBD -> RBD host copy against export |
+        import, a thin image against `rbd cp` and export | import, the driver-assisted
+        move against `rbd migration` by hand, LVM -> RBD against `rbd import` (issue 16,
+        item 9; bench_rbd.py). Skipped, saying why, where Ceph is not installed."""
+        folder = os.path.join(self.work, "rbd")
+        os.makedirs(folder)
+        return [Row(**row) for row in bench_rbd.measure(folder, self.rounds, self.quick)]
+
 
 BENCHMARKS = ["startup", "dense", "thin", "overhead", "concurrency", "monitor", "resume",
-              "throttle", "verify", "api"]
+              "throttle", "verify", "api", "rbd"]
 
 
 def main() -> None:
@@ -470,22 +483,41 @@ def main() -> None:
                         help="rounds per ratio, at least 3 (default: 7, or 3 with --quick)")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of the benchmarks not run from --output")
     args = parser.parse_args()
     rows: list[Row] = []
     started = time.monotonic()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="volmigrate-bench-", dir=os.getcwd()) as work:
         rounds = args.rounds if args.rounds is not None else 3 if args.quick else 7
         bench = Bench(work, args.quick, max(3, rounds))
         for name in args.only or BENCHMARKS:
             t = time.monotonic()
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            rows += getattr(bench, name)()
+            for row in getattr(bench, name)():
+                row["benchmark"] = name
+                rows.append(row)
             print(f"  {name}: {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
+    ran = args.only or BENCHMARKS
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(),
                "python": platform.python_version(), "quick": args.quick, "rounds": bench.rounds,
-               "seconds": round(time.monotonic() - started, 1)}
+               "seconds": round(time.monotonic() - started, 1),
+               # Other work on the host moves every wall time: the 1, 5 and 15 minute
+               # load averages when the run began and when it ended.
+               "load": {"start": [round(x, 2) for x in load_before],
+                        "end": [round(x, 2) for x in os.getloadavg()]},
+               "benchmarks": ran}
+    out = {"machine": machine, "results": rows}
+    if args.merge and os.path.exists(args.output):
+        with open(args.output, encoding="utf-8") as f:
+            old = json.load(f)
+        kept = [r for r in old.get("results", []) if r.get("benchmark") not in ran]
+        runs = {k: v for k, v in old.get("runs", {}).items() if k not in ran}
+        runs.update({name: machine for name in ran})
+        out = dict(old, machine=old.get("machine", machine), runs=runs, results=kept + rows)
     with open(args.output, "w", encoding="utf-8") as f:
-        json.dump({"machine": machine, "results": rows}, f, indent=1)
+        json.dump(out, f, indent=1)
     print(f"{'benchmark':<72} {'ours':>10} {'baseline':>10} {'ratio':>7}  {'target':<18} pass")
     for row in rows:
         verdict = {True: "yes", False: "NO", None: "-"}[row["passed"]]

@@ -9,10 +9,20 @@ image on a cluster:
   whole-object granularity, served from the object map), so a copy neither
   reads nor writes what was never written: on a real cluster every read of
   an unallocated object is still a round trip to an OSD;
+- reads can be planned (``read_ahead()``): the reads a copy will make are
+  issued ahead of it (``aio_read``, a bounded number and size in flight),
+  so the cluster serves the next objects while this one is written; each
+  synchronous read would otherwise wait a round trip with nothing else in
+  flight (profiled here: 1 MiB synchronous reads were 3 s of a 5.7 s copy
+  of 1 GiB between two pools);
 - writes are asynchronous (``aio_write``) with a bounded number in flight,
   so the cluster works on several objects while the copy reads the next
   block; ``flush()`` waits for all of them and for librbd's own cache, and
-  is what a durable checkpoint calls.
+  is what a durable checkpoint calls;
+- ``preferred_block_size`` is the image's object size: a copy that
+  follows it writes whole objects, one OSD operation each where 1 MiB
+  blocks take four, as Ceph's own tools do (measured here on a memstore
+  OSD, 1 GiB of aio writes: 2.76 s in 4 MiB, 2.97 s in 1 MiB).
 """
 
 from __future__ import annotations
@@ -21,13 +31,33 @@ import errno
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 
 from volmigrate.drivers.rbd_client import bindings
 
 # Writes in flight at most, and bytes they may hold (a copy block is 1 to 4 MiB).
 MAX_WRITES_IN_FLIGHT = 16
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+# Planned reads in flight at most, and bytes they may hold.
+MAX_READS_AHEAD = 8
+MAX_BYTES_AHEAD = 32 * 1024 * 1024
+
+
+class _Read:
+    """One read issued ahead (``aio_read``); its data once ``done`` is set."""
+
+    __slots__ = ("offset", "length", "done", "data", "ret")
+
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset, self.length = offset, length
+        self.done = threading.Event()
+        self.data: bytes | None = None
+        self.ret = 0
+
+    def complete(self, completion, data) -> None:  # librbd's thread
+        self.ret, self.data = completion.get_return_value(), data
+        self.done.set()
 
 
 class RBDImageIO(io.RawIOBase):
@@ -43,6 +73,16 @@ class RBDImageIO(io.RawIOBase):
         self._bytes_in_flight = 0
         self._error: str | None = None
         self._released = False
+        # The planned reads (read_ahead) not issued yet, the next of them, and
+        # those issued, oldest first.
+        self._plan: Iterator[tuple[int, int]] | None = None
+        self._next: tuple[int, int] | None = None
+        self._ahead: deque[_Read] = deque()
+        self._bytes_ahead = 0
+        try:
+            self.preferred_block_size = int(image.stat()["obj_size"])
+        except (bindings()[1].Error, KeyError, TypeError, ValueError):
+            self.preferred_block_size = 0
 
     # -- io.RawIOBase ------------------------------------------------------
     def readable(self) -> bool:
@@ -71,6 +111,20 @@ class RBDImageIO(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, self._pos + size)
         if end <= self._pos:
             return b""
+        if self._ahead:
+            head = self._ahead[0]
+            if head.offset == self._pos and head.length == end - self._pos:
+                self._ahead.popleft()
+                self._bytes_ahead -= head.length
+                self._issue()  # keep the pipeline full while this one is waited for
+                head.done.wait()
+                if head.ret < 0:
+                    raise OSError(-head.ret, f"reading {self.name} at byte {head.offset}: "
+                                             f"{os.strerror(-head.ret)}")
+                data = head.data or b""
+                self._pos += len(data)
+                return data
+            self._drop_reads()  # the reader went off the plan: read as asked
         try:
             data = self._image.read(self._pos, end - self._pos)
         except bindings()[1].Error as exc:
@@ -78,6 +132,48 @@ class RBDImageIO(io.RawIOBase):
                           f"reading {self.name} at byte {self._pos}: {exc}") from None
         self._pos += len(data)
         return data
+
+    def read_ahead(self, reads: Iterable[tuple[int, int]]) -> None:
+        """Plan the reads to come, in order, as (offset, length): each is issued ahead.
+
+        ``read()`` at a planned offset and length takes the planned read's data;
+        any other read drops the plan (what was read ahead is discarded) and
+        reads synchronously, so a plan that is wrong costs time, never data.
+        """
+        self._drop_reads()
+        self._plan = iter(reads)
+        self._issue()
+
+    def _issue(self) -> None:
+        while self._plan is not None and len(self._ahead) < MAX_READS_AHEAD:
+            if self._next is None:
+                self._next = next(self._plan, None)
+                if self._next is None:
+                    self._plan = None
+                    return
+            offset, length = self._next
+            length = min(length, self.size - offset)
+            if length <= 0 or offset < 0:
+                self._next = None
+                continue
+            if self._ahead and self._bytes_ahead + length > MAX_BYTES_AHEAD:
+                return
+            self._next = None
+            read = _Read(offset, length)
+            try:
+                self._image.aio_read(offset, length, read.complete)
+            except bindings()[1].Error:
+                self._plan = None  # the synchronous read at that offset reports the error
+                return
+            self._ahead.append(read)
+            self._bytes_ahead += length
+
+    def _drop_reads(self) -> None:
+        """Forget the plan; wait for the reads issued (librbd writes into their buffers)."""
+        self._plan = self._next = None
+        while self._ahead:
+            self._ahead.popleft().done.wait()
+        self._bytes_ahead = 0
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
@@ -90,7 +186,9 @@ class RBDImageIO(io.RawIOBase):
         length = len(data)
         if self._pos + length > self.size:
             raise OSError(errno.ENOSPC, f"write past the end of {self.name} ({self.size} bytes)")
-        payload = bytes(data)  # librbd keeps the buffer until the write completes
+        # librbd keeps the buffer until the write completes: a view is copied, bytes
+        # (what a copy writes, block after block) are taken as they are.
+        payload = bytes(data)
         with self._cond:
             self._raise_error()
             while (self._in_flight >= MAX_WRITES_IN_FLIGHT
@@ -144,6 +242,7 @@ class RBDImageIO(io.RawIOBase):
         if self.closed or self._released:
             return
         try:
+            self._drop_reads()
             if self._writable:
                 self.flush()
         finally:
