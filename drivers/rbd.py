@@ -15,7 +15,9 @@ host.
 
 from __future__ import annotations
 
+import errno
 import json
+import time
 from typing import BinaryIO
 
 from oslo_config import cfg
@@ -23,7 +25,7 @@ from oslo_log import log as logging
 
 from volmigrate.drivers import base
 from volmigrate.drivers.exceptions import DriverConfigError, DriverError
-from volmigrate.drivers.rbd_client import RadosClient, bindings
+from volmigrate.drivers.rbd_client import bindings, explain, shared_client
 from volmigrate.drivers.rbd_io import RBDImageIO
 from volmigrate.drivers.rbd_migration import LiveMigrations
 
@@ -47,6 +49,13 @@ rbd_opts = [
                     "monitor and OSD operation; -1: wait for ever (librados's default)."),
     cfg.IntOpt("rbd_store_chunk_size", default=4, min=1, max=32,
                help="Object size of new images, in MiB (a power of two)."),
+    # Cinder's names and defaults. An image stays busy after its client lost
+    # the cluster (an OSD restarted, a process killed) until the cluster drops
+    # that client's watch (osd_client_watch_timeout, 30 s by default).
+    cfg.IntOpt("rados_connection_retries", default=3, min=0,
+               help="How many times a delete finding the image busy is tried again."),
+    cfg.IntOpt("rados_connection_interval", default=5, min=0,
+               help="Seconds between those tries."),
 ]
 
 
@@ -60,8 +69,8 @@ class RBDDriver(base.VolumeDriver):
     def __init__(self, configuration, backend_name: str, state_path: str) -> None:
         super().__init__(configuration, backend_name, state_path)
         conf = self.configuration
-        self.client = RadosClient(conf.rbd_ceph_conf, conf.rbd_user, conf.rbd_keyring_conf,
-                                  conf.rbd_cluster_name, conf.rados_connect_timeout)
+        self.client = shared_client(conf.rbd_ceph_conf, conf.rbd_user, conf.rbd_keyring_conf,
+                                    conf.rbd_cluster_name, conf.rados_connect_timeout)
         self.migrations = LiveMigrations(self)
 
     @property
@@ -72,11 +81,25 @@ class RBDDriver(base.VolumeDriver):
         chunk = self.configuration.rbd_store_chunk_size
         if chunk & (chunk - 1):
             raise DriverConfigError(f"rbd_store_chunk_size {chunk} is not a power of two")
-        bindings()
+        rados, _ = bindings()
         try:
-            self.client.ioctx(self.pool).close()
+            ioctx = self.client.ioctx(self.pool)
         except DriverError as exc:
             raise DriverConfigError(str(exc)) from None
+        try:
+            # Any pool can be opened; reading in it needs the user's OSD caps.
+            ioctx.stat("rbd_directory")
+        except rados.ObjectNotFound:
+            pass  # a pool without images yet
+        except (rados.PermissionError, rados.PermissionDeniedError) as exc:
+            raise DriverConfigError(f"cannot read pool {self.pool} of "
+                                    f"{self.client.describe()}: permission denied: check "
+                                    f"rbd_user's caps on the pool ({exc})") from None
+        except rados.Error as exc:  # an OSD down: the pool may be back before it is used
+            LOG.warning("Pool %s of %s cannot be read now: %s", self.pool,
+                        self.client.describe(), explain(exc, self.client.timeout))
+        finally:
+            ioctx.close()
 
     # -- names and handles ---------------------------------------------------
     @staticmethod
@@ -94,6 +117,7 @@ class RBDDriver(base.VolumeDriver):
         except rbd.ImageNotFound:
             raise DriverError(f"image {self.pool}/{name} does not exist") from None
         except rbd.Error as exc:
+            self.client.forget_if_blocklisted(exc)
             raise DriverError(f"cannot open image {self.pool}/{name}: {exc}") from None
 
     # -- stats ------------------------------------------------------------------
@@ -133,23 +157,89 @@ class RBDDriver(base.VolumeDriver):
         except rbd.ImageExists:
             raise DriverError(f"image {self.pool}/{name} already exists") from None
         except rbd.Error as exc:
-            raise DriverError(f"cannot create image {self.pool}/{name}: {exc}") from None
+            raise DriverError(f"cannot create image {self.pool}/{name}: "
+                              f"{self._explain(exc)}") from None
         finally:
             ioctx.close()
         return {"provider_location": f"rbd://{self.client.fsid()}/{self.pool}/{name}"}
 
     def delete_volume(self, volume: dict) -> None:
+        """Remove the image; one in a live migration not committed is put back first.
+
+        librbd says a migration's source is not found and its destination is
+        busy: only then is the migration looked for (and aborted). A busy
+        image is tried again (rados_connection_retries times, every
+        rados_connection_interval seconds), as Cinder does.
+        """
         _, rbd = bindings()
         name = self.image_name(volume)
+        conf = self.configuration
         ioctx = self.client.ioctx(self.pool)
+        aborted = broken = False
+        retries = conf.rados_connection_retries
         try:
-            rbd.RBD().remove(ioctx, name)
-        except rbd.ImageNotFound:
-            pass
+            while True:
+                try:
+                    rbd.RBD().remove(ioctx, name)
+                    return
+                except rbd.ImageNotFound:
+                    if aborted or not self._abort_migration(name):
+                        return
+                    aborted = True  # a migration's source: back in our pool now
+                except rbd.ImageBusy:
+                    if not aborted and self._abort_migration(name):
+                        aborted = True  # a migration's destination: gone now
+                        continue
+                    if not broken and self.client.break_stale_locks(self.pool, name):
+                        broken = True  # our own lock, left by a handle closed in an outage
+                        continue
+                    if retries <= 0:
+                        raise
+                    retries -= 1
+                    LOG.info("Image %s/%s is busy; deleting it again in %s s", self.pool,
+                             name, conf.rados_connection_interval)
+                    time.sleep(conf.rados_connection_interval)
         except rbd.Error as exc:
-            raise DriverError(f"cannot delete image {self.pool}/{name}: {exc}") from None
+            raise DriverError(f"cannot delete image {self.pool}/{name}: "
+                              f"{self._explain(exc)}") from None
         finally:
             ioctx.close()
+
+    def _abort_migration(self, name: str) -> bool:
+        try:
+            return self.migrations.abort_image(name)
+        except DriverError as exc:
+            raise DriverError(f"cannot delete image {self.pool}/{name}: {exc}") from None
+
+    def _explain(self, exc: Exception) -> str:
+        """librados's error, and what stops writes to the pool when that is the cause."""
+        text = explain(exc, self.client.timeout)
+        if getattr(exc, "errno", None) in (errno.ETIMEDOUT, errno.EDQUOT, errno.ENOSPC):
+            full = self.pool_full()
+            if full:
+                text = f"{full} ({text})"
+        return text
+
+    def pool_full(self, pool: str | None = None) -> str | None:
+        """Why `pool` (by default this backend's) takes no writes (its quota, a full
+        cluster), or None."""
+        pool_name = pool or self.pool
+        try:
+            pools = json.loads(self.client.mon_command(
+                {"prefix": "osd pool ls", "detail": "detail", "format": "json"}))
+        except (DriverError, ValueError):
+            return None
+        found = next((p for p in pools if p.get("pool_name") == pool_name), None)
+        flags = (found or {}).get("flags_names", "").split(",")
+        if "full_quota" in flags:
+            limits = [f"{what} {found[key]}" for key, what in (
+                ("quota_max_bytes", "max_bytes"), ("quota_max_objects", "max_objects"))
+                if found.get(key)]
+            return (f"pool {pool_name} is full: its quota ({', '.join(limits)}) is reached "
+                    f"(ceph osd pool set-quota)")
+        if "full" in flags:
+            return f"pool {pool_name} is full: the cluster is out of space"
+        return None
 
     def volume_identity(self, volume: dict) -> dict:
         """The image's id (a re-created image gets another) and size."""
@@ -181,6 +271,10 @@ class RBDDriver(base.VolumeDriver):
 
     def open_connection(self, connection: dict, writable: bool) -> BinaryIO:
         ioctx = self.client.ioctx(connection["pool"])
+        if writable:
+            # A write to a full pool (at its quota, or the cluster full) fails at once
+            # with EDQUOT (ENOSPC) instead of waiting for the OSD operation timeout.
+            ioctx.set_osdmap_full_try()
         try:
             image = self._image(ioctx, connection["image"], read_only=not writable)
             if image.id() != connection["image_id"]:

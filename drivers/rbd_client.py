@@ -15,6 +15,7 @@ operation, so that a lost cluster is an error and never a hang.
 
 from __future__ import annotations
 
+import errno
 import importlib.machinery
 import importlib.util
 import os
@@ -75,12 +76,41 @@ def available() -> bool:
     return True
 
 
+_clients: dict[tuple, "RadosClient"] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(conffile: str, user: str | None, keyring: str | None, cluster_name: str,
+                  timeout: int) -> "RadosClient":
+    """The one RadosClient of this process for these settings.
+
+    Backends on one cluster with the same user share it: two connections of
+    one process would take each other for dead clients, and the first to
+    break the other's stale lock would blocklist it (measured here: an
+    abort on one backend's connection blocklisted the other's).
+    """
+    key = (conffile, user or None, keyring or None, cluster_name, timeout)
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = RadosClient(*key)
+        return _clients[key]
+
+
 class RadosClient:
     """One librados connection, opened on first use and shared by the driver's threads.
 
     librados is thread-safe; a connection per operation would cost a
-    monitor round trip and a cephx handshake each time. A connection that
-    failed is dropped and made again at the next use.
+    monitor round trip and a cephx handshake each time. librados finds the
+    monitors again by itself after an outage, so a connection is kept across
+    failed operations; only one the cluster has blocklisted is dropped (not
+    shut down: images other threads have open on it would crash the process)
+    and made again at the next use.
+
+    Sharing one connection has a price Cinder (a connection per operation)
+    does not pay: an image closed while the cluster did not answer (an OSD
+    down) keeps its exclusive lock, held by this very connection, and librbd
+    never breaks a lock whose holder is itself (it would blocklist itself).
+    :meth:`break_stale_locks` breaks such a lock once its watch is gone.
     """
 
     def __init__(self, conffile: str, user: str | None, keyring: str | None,
@@ -100,7 +130,7 @@ class RadosClient:
                 self._cluster = self._connect()
             return self._cluster
 
-    def _connect(self):
+    def _connect(self, **settings: str):
         rados, _ = bindings()
         for option, path in (("rbd_ceph_conf", self.conffile),
                              ("rbd_keyring_conf", self.keyring)):
@@ -121,6 +151,8 @@ class RadosClient:
                 for option in ("rados_osd_op_timeout", "rados_mon_op_timeout",
                                "client_mount_timeout"):
                     client.conf_set(option, str(self.timeout))
+            for option, value in settings.items():
+                client.conf_set(option, value)
             monitors = client.conf_get("mon_host") or None
             if self.timeout >= 0:
                 client.connect(timeout=self.timeout)
@@ -130,7 +162,7 @@ class RadosClient:
             if client is not None:
                 client.shutdown()
             raise DriverError(f"cannot connect to {self.describe()}: "
-                              f"{_reason(exc, self.timeout, monitors)}") from None
+                              f"{explain(exc, self.timeout, monitors)}") from None
         return client
 
     def ioctx(self, pool: str):
@@ -141,9 +173,9 @@ class RadosClient:
         except rados.ObjectNotFound:
             raise DriverError(f"pool {pool} does not exist in {self.describe()}") from None
         except rados.Error as exc:
-            self.reset()
+            self.forget_if_blocklisted(exc)
             raise DriverError(f"cannot open pool {pool} of {self.describe()}: "
-                              f"{_reason(exc, self.timeout)}") from None
+                              f"{explain(exc, self.timeout)}") from None
 
     def fsid(self) -> str:
         return self.cluster().get_fsid()
@@ -156,37 +188,75 @@ class RadosClient:
             ret, out, err = self.cluster().mon_command(json.dumps(command), b"",
                                                        timeout=max(self.timeout, 0))
         except rados.Error as exc:
-            self.reset()
+            self.forget_if_blocklisted(exc)
             raise DriverError(f"{self.describe()} did not answer "
-                              f"{command['prefix']!r}: {_reason(exc, self.timeout)}") from None
+                              f"{command['prefix']!r}: {explain(exc, self.timeout)}") from None
         if ret != 0:
             raise DriverError(f"{self.describe()} refused {command['prefix']!r}: {err}")
         return out
 
-    def reset(self) -> None:
-        with self._lock:
-            cluster, self._cluster = self._cluster, None
-        if cluster is not None:
+    def forget_if_blocklisted(self, exc: Exception) -> None:
+        """After `exc` of an operation: a connection the cluster blocklisted (ESHUTDOWN)
+        is dead for good; the next use makes another."""
+        if getattr(exc, "errno", None) == errno.ESHUTDOWN:
+            with self._lock:
+                self._cluster = None
+
+    def break_stale_locks(self, pool: str, name: str | None = None,
+                          image_id: str | None = None) -> int:
+        """Break the exclusive locks of an image that this connection holds through
+        handles closed since (their watch is gone); how many were broken.
+
+        Without blocklisting: the holder is this process, whose handle is
+        closed. The break is made on a connection of its own whose librbd
+        does not blocklist (``rbd_blocklist_on_break_lock = false``).
+        """
+        rados, rbd = bindings()
+        cluster = self.cluster()
+        ours = cluster.get_addrs()
+        ioctx = self.ioctx(pool)
+        try:
+            with rbd.Image(ioctx, name, image_id=image_id, read_only=True) as image:
+                watches = {f"auto {w['cookie']}" for w in image.watchers_list()
+                           if w["addr"] == ours}
+                lockers = image.list_lockers() or {}  # [] when there is none
+                stale = [(client, cookie) for client, cookie, address
+                         in lockers.get("lockers", [])
+                         if address == ours and cookie not in watches]
+        except rbd.Error:
+            return 0  # gone, or in no state to tell: the caller's own error says more
+        finally:
+            ioctx.close()
+        if not stale:
+            return 0
+        breaker = self._connect(rbd_blocklist_on_break_lock="false")
+        try:
+            ioctx = breaker.open_ioctx(pool)
             try:
-                cluster.shutdown()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close too
-                pass
+                # Read-only: a migration's image opened read-write by a client that
+                # does not hold its lock says EROFS.
+                with rbd.Image(ioctx, name, image_id=image_id, read_only=True) as image:
+                    for client, cookie in stale:
+                        image.break_lock(client, cookie)
+            finally:
+                ioctx.close()
+        except (rados.Error, rbd.Error) as exc:
+            raise DriverError(f"cannot break this process's stale lock on image "
+                              f"{pool}/{name or image_id}: {explain(exc, self.timeout)}") from None
+        finally:
+            breaker.shutdown()
+        return len(stale)
 
 
-def _reason(exc: Exception, timeout: int, monitors: str | None = None) -> str:
-    """Why librados failed, in words an administrator can act on.
-
-    With `monitors` the failure is the connection's: there librados says
-    "object not found" for a user with no key in the keyring.
-    """
-    errno = getattr(exc, "errno", None)
-    if errno == 110 or "timed out" in str(exc).lower():
+def explain(exc: Exception, timeout: int, monitors: str | None = None) -> str:
+    """Why librados failed, in words an administrator can act on (`monitors`: the
+    mon_host a connection tried)."""
+    code = getattr(exc, "errno", None)
+    if code == errno.ETIMEDOUT or "timed out" in str(exc).lower():
         if monitors:
             return (f"no monitor answered at {monitors} within rados_connect_timeout = "
                     f"{timeout} s ({exc})")
         return f"no answer within rados_connect_timeout = {timeout} s ({exc})"
-    if errno in (1, 13):
+    if code in (errno.EPERM, errno.EACCES):
         return f"permission denied: check rbd_user and rbd_keyring_conf ({exc})"
-    if errno == 2 and monitors:
-        return f"no key for the user in its keyring: check rbd_user and rbd_keyring_conf ({exc})"
     return str(exc)

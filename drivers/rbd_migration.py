@@ -13,33 +13,78 @@ answer is ignored, measured here), so it runs in a thread of its own; a
 cancel waits for it to end and then aborts. After a killed process, execute
 runs again from where the cluster stands; librbd waits for the dead
 client's exclusive lock to expire first (``osd_client_watch_timeout``, 30 s
-by default).
+by default). librbd's rbd_qos_* limits do not slow execute (measured: a
+256 MiB image moves in 1 to 2 s with rbd_qos_bps_limit = 4 MiB/s).
+
+Execute writes into the destination pool with librados's "full try": a pool
+at its quota (or a full cluster) fails it at once with EDQUOT (ENOSPC)
+instead of holding it until the operation timeout.
+
+A migration that could not be aborted (the cluster did not answer) stays in
+the cluster, its image visible in neither pool under the volume's name but
+the destination's; deleting the image from either pool
+(:meth:`LiveMigrations.abort_image`, called by the driver's
+``delete_volume``) aborts it first, so a later clean-up puts it back.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 
 from oslo_log import log as logging
 
 from volmigrate.drivers.exceptions import DriverError
-from volmigrate.drivers.rbd_client import bindings
+from volmigrate.drivers.rbd_client import bindings, explain
 
 LOG = logging.getLogger(__name__)
 
-# A commit finding the image busy is tried again, for about 20 s in all.
-COMMIT_ATTEMPTS = 15
+# A commit or an abort finding the image busy is tried again, for about 40 s
+# in all: another client may have it open for a moment (a `rbd status`, a
+# progress query), or a client that lost the cluster (an OSD restarted under
+# it, a process killed) still has a watch on it until osd_client_watch_timeout
+# (30 s by default) expires.
+BUSY_ATTEMPTS = 25
+
+
+def _failure(exc: Exception, timeout: int) -> str:
+    """librbd's error in words (its Python binding's own text can name the wrong call)."""
+    code = getattr(exc, "errno", None)
+    if not code:
+        return str(exc)
+    return explain(exc, timeout).replace(str(exc), f"{os.strerror(code)} (errno {code})")
+
+
+def _while_busy(call, what: str, timeout: int, unlock=lambda: 0) -> None:
+    """Run `call`; while the image is busy, again (BUSY_ATTEMPTS in all), at once
+    when `unlock()` broke a stale lock of this process."""
+    _, rbd = bindings()
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            call()
+            return
+        except rbd.ImageBusy as exc:
+            if attempt + 1 == BUSY_ATTEMPTS:
+                raise DriverError(f"{what} failed: the image stays in use by another "
+                                  f"client ({exc})") from None
+            if not unlock():
+                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+        except rbd.Error as exc:
+            raise DriverError(f"{what} failed: {_failure(exc, timeout)}") from None
 
 
 class _Execute(threading.Thread):
     """One ``migration_execute``, with its progress in bytes."""
 
-    def __init__(self, ioctx, name: str, size: int) -> None:
+    def __init__(self, ioctx, name: str, size: int, timeout: int) -> None:
         super().__init__(name=f"rbd-migration-{name}", daemon=True)
-        self.ioctx, self.image, self.size = ioctx, name, size
+        self.ioctx, self.image, self.size, self.timeout = ioctx, name, size, timeout
+        self.pool = ioctx.get_pool_name()
         self.done = 0
         self.error: str | None = None
+        self.errno: int | None = None
 
     def _progress(self, offset: int, total: int) -> int:
         # librbd counts objects, not bytes.
@@ -49,13 +94,20 @@ class _Execute(threading.Thread):
     def run(self) -> None:
         _, rbd = bindings()
         try:
+            self.ioctx.set_osdmap_full_try()  # a full pool fails it now, not at the timeout
             rbd.RBD().migration_execute(self.ioctx, self.image, on_progress=self._progress)
             self.done = self.size
         except Exception as exc:  # reported through progress(), which the flow polls
-            self.error = f"rbd migration execute of {self.image} failed: {exc}"
+            self.errno = getattr(exc, "errno", None)
+            self.error = (f"rbd migration execute of {self.image} failed: "
+                          f"{_failure(exc, self.timeout)}")
             LOG.error("%s", self.error)
         finally:
             self.ioctx.close()
+
+
+class _Unreadable(DriverError):
+    """A migration is there, but librbd cannot read its state."""
 
 
 class LiveMigrations:
@@ -65,6 +117,8 @@ class LiveMigrations:
         self.driver = driver
         self._runs: dict[str, _Execute] = {}
         self._lock = threading.Lock()
+        # The last state read of each migration: which images take part in it.
+        self._seen: dict[str, dict] = {}
 
     # -- where things stand ------------------------------------------------
     @staticmethod
@@ -90,17 +144,26 @@ class LiveMigrations:
             ioctx.close()
 
     def _status(self, name: str) -> dict | None:
-        """The migration of image `name` of our pool, or None when none is under way."""
+        """The migration of image `name` of our pool, or None when none is under way.
+
+        Raises _Unreadable when there is one whose state librbd cannot read
+        (an abort that failed half way reads as a read-only image).
+        """
         _, rbd = bindings()
         ioctx = self.driver.client.ioctx(self.driver.pool)
         try:
-            return rbd.RBD().migration_status(ioctx, name)
+            status = rbd.RBD().migration_status(ioctx, name)
         except (rbd.InvalidArgument, rbd.ImageNotFound):
             return None
+        except rbd.ReadOnlyImage as exc:
+            raise _Unreadable(f"cannot read the migration state of {name}: {exc}") from None
         except rbd.Error as exc:
-            raise DriverError(f"cannot read the migration state of {name}: {exc}") from None
+            raise DriverError(f"cannot read the migration state of {name}: "
+                              f"{explain(exc, self.driver.client.timeout)}") from None
         finally:
             ioctx.close()
+        self._seen[name] = status
+        return status
 
     def where(self, volume: dict, target: str | None) -> str:
         """The location holding the volume for good: ours until a commit, then the target's."""
@@ -118,6 +181,9 @@ class LiveMigrations:
         _, rbd = bindings()
         _, dest_pool = self.parse_target(target)
         name = self.driver.image_name(volume)
+        run = self._runs.get(name)
+        if run is not None and run.is_alive():
+            return  # executing here: nothing to ask the cluster
         status = self._status(name)
         if status is None:
             if not self._exists(self.driver.pool, name):
@@ -150,7 +216,8 @@ class LiveMigrations:
             run = self._runs.get(name)
             if run is not None and run.is_alive():
                 return
-            run = _Execute(self.driver.client.ioctx(dest_pool), name, size)
+            run = _Execute(self.driver.client.ioctx(dest_pool), name, size,
+                           self.driver.client.timeout)
             self._runs[name] = run
         run.start()
 
@@ -160,7 +227,9 @@ class LiveMigrations:
         name = self.driver.image_name(volume)
         run = self._runs.get(name)
         if run is not None and run.error:
-            raise DriverError(run.error)
+            full = (self.driver.pool_full(run.pool)
+                    if run.errno in (errno.EDQUOT, errno.ENOSPC) else None)
+            raise DriverError(f"{run.error}: {full}" if full else run.error)
         if run is not None:
             # Asked here, not of the cluster: reading the migration state opens
             # the image, and a commit running beside it would find it busy.
@@ -184,20 +253,8 @@ class LiveMigrations:
                               f"{status.get('state_description') or status['state']}")
         dst = self.driver.client.ioctx(dest_pool)
         try:
-            for attempt in range(COMMIT_ATTEMPTS):
-                try:
-                    rbd.RBD().migration_commit(dst, name)
-                    break
-                except rbd.ImageBusy as exc:
-                    # Another client has the source open for a moment (a `rbd
-                    # status`, a progress query): try again shortly.
-                    if attempt + 1 == COMMIT_ATTEMPTS:
-                        raise DriverError(f"rbd migration commit of {name} failed: the "
-                                          f"image stays in use by another client "
-                                          f"({exc})") from None
-                    time.sleep(min(2.0, 0.1 * 2 ** attempt))
-        except rbd.Error as exc:
-            raise DriverError(f"rbd migration commit of {name} failed: {exc}") from None
+            _while_busy(lambda: rbd.RBD().migration_commit(dst, name),
+                        f"rbd migration commit of {name}", self.driver.client.timeout)
         finally:
             dst.close()
         self._runs.pop(name, None)
@@ -205,22 +262,92 @@ class LiveMigrations:
 
     def abort(self, volume: dict) -> bool:
         """Undo a migration not committed yet; False if it was (the data has moved)."""
-        _, rbd = bindings()
         name = self.driver.image_name(volume)
         run = self._runs.get(name)
         if run is not None:
             run.join()  # execute cannot be interrupted
-        if self._status(name) is None:
+        if not self._under_way(name):
             self._runs.pop(name, None)
             return self._exists(self.driver.pool, name)
-        src = self.driver.client.ioctx(self.driver.pool)
-        try:
-            rbd.RBD().migration_abort(src, name)
-        except rbd.Error as exc:
-            raise DriverError(f"rbd migration abort of {name} failed: {exc}") from None
-        finally:
-            src.close()
-        self._runs.pop(name, None)
+        self._abort(name)
         LOG.info("rbd migration of %s aborted: the image is back in pool %s", name,
                  self.driver.pool)
         return True
+
+    def abort_image(self, name: str) -> bool:
+        """Abort the uncommitted migration that image `name` of our pool takes part in,
+        as its source or its destination; False when it takes part in none.
+
+        For a delete: a migration's source is in no pool's listing and its
+        destination cannot be removed, so neither would go otherwise. After
+        it the image is back in the source's pool only.
+        """
+        run = self._runs.get(name)
+        if run is not None and run.is_alive():
+            raise DriverError(f"the rbd migration of {name} is executing in this process")
+        if not self._under_way(name):
+            return False
+        self._abort(name)
+        LOG.warning("rbd migration of %s (found from pool %s) aborted: the image is back "
+                    "in its source pool", name, self.driver.pool)
+        return True
+
+    def _under_way(self, name: str) -> bool:
+        try:
+            return self._status(name) is not None
+        except _Unreadable:
+            return True  # an abort that failed half way: the next one finishes it
+
+    def _abort(self, name: str) -> None:
+        """``migration_abort``; while the image is busy with a lock this process left
+        in an outage (execute's), that lock is broken and the abort tried again."""
+        _, rbd = bindings()
+        images = self._images(name)
+
+        def abort() -> None:
+            try:
+                rbd.RBD().migration_abort(ioctx, name)
+            except rbd.ReadOnlyImage as exc:  # a lock of ours on the other image
+                raise rbd.ImageBusy(str(exc)) from None
+
+        def unlock() -> int:
+            return sum(self.driver.client.break_stale_locks(pool, image_id=image_id)
+                       for pool, image_id in images)
+
+        ioctx = self.driver.client.ioctx(self.driver.pool)
+        try:
+            _while_busy(abort, f"rbd migration abort of {name}", self.driver.client.timeout,
+                        unlock=unlock)
+        finally:
+            ioctx.close()
+        self._runs.pop(name, None)
+        self._seen.pop(name, None)
+
+    def _images(self, name: str) -> list[tuple[str, str]]:
+        """(pool, image id) of the migration's source and destination, as last read."""
+        rados, rbd = bindings()
+        status = self._seen.get(name)
+        if status is None:
+            return []
+        client = self.driver.client
+        cluster = client.cluster()
+        found = []
+        try:  # the binding reports the source's pool id right, the destination's not
+            found.append((cluster.pool_reverse_lookup(status["source_pool_id"]),
+                          status["source_image_id"]))
+        except rados.Error:
+            pass
+        for pool in cluster.list_pools():
+            try:
+                ioctx = client.ioctx(pool)
+            except DriverError:
+                continue
+            try:
+                with rbd.Image(ioctx, image_id=status["dest_image_id"], read_only=True):
+                    found.append((pool, status["dest_image_id"]))
+                    break
+            except rbd.Error:
+                continue
+            finally:
+                ioctx.close()
+        return found

@@ -7,6 +7,12 @@ it commits. These tasks never copy anything: they start the move, wait for
 the storage to finish it, make it final, and then record where the data is.
 Every one of them can run again after a crash: a move already running is
 waited for (or taken up again where the storage allows), never started twice.
+
+A move into another backend that could not be aborted (the storage did not
+answer) is recorded as that backend's leftover: a hidden row, status
+`error`, named for the volume's backend object, whose delete through the
+destination's driver aborts the move. `volmigrate recover` / `cleanup`
+remove it once the storage answers, and so does the volume's next move.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from taskflow import task
 from volmigrate.common.hosts import parse_host
 from volmigrate.common.volumes import volume_ref
 from volmigrate.db import models
-from volmigrate.drivers.base import VolumeDriver, move_target
+from volmigrate.drivers.base import VolumeDriver, move_target, object_id
+from volmigrate.flows import constants as c
 from volmigrate.flows import runtime
 from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
 
@@ -100,11 +107,56 @@ def target_of(rt: runtime.Runtime, driver: VolumeDriver, dest_host: str) -> str:
     return target
 
 
+def _record_unaborted_move(rt: runtime.Runtime, migration_id: str, volume: dict,
+                           driver: VolumeDriver, dest_host: str) -> str | None:
+    """Keep the destination of a move that could not be aborted as a leftover row."""
+    if parse_host(dest_host).backend == parse_host(volume["host"]).backend:
+        return None  # a pool of the same backend: the volume's own row tells where it is
+    if rt.db.get_volume(migration_id) is None:
+        target = target_of(rt, driver, dest_host)
+        rt.db.create_volume(dict(
+            driver.moved_within_backend(volume_ref(volume), target),
+            id=migration_id, name=volume["name"], size=volume["size"], host=dest_host,
+            name_id=object_id(volume), status=models.STATUS_ERROR,
+            migration_status=models.TARGET_PREFIX + volume["id"],
+            project_id=rt.settings.hidden_project))
+    return (f"its destination on {dest_host} is kept as a leftover; `volmigrate recover` "
+            f"or `volmigrate cleanup` aborts the move once the backend answers")
+
+
+def _undo_unaborted_moves(rt: runtime.Runtime, migration_id: str, volume_id: str) -> None:
+    """Abort the moves of earlier migrations of the volume that stayed in the storage.
+
+    Otherwise this move would take one of them up, wherever it went.
+    """
+    for row in rt.db.list_volumes(include_hidden=True, status=models.STATUS_ERROR,
+                                  migration_status=models.TARGET_PREFIX + volume_id):
+        earlier = rt.db.get_migration(row["id"])
+        if row["id"] == migration_id or earlier is None \
+                or earlier["case"] != c.CASE_DRIVER_ASSISTED:
+            continue
+        # Claimed as engine/leftovers.py claims it: one process removes it.
+        if not rt.db.update_volume(row["id"], {"status": models.STATUS_DELETING},
+                                   {"status": models.STATUS_ERROR}):
+            continue
+        try:
+            rt.driver_for_host(row["host"]).delete_volume(volume_ref(row))
+        except Exception as exc:
+            rt.db.update_volume(row["id"], {"status": models.STATUS_ERROR})
+            raise MigrationFailed(f"the move of migration {row['id']} to {row['host']} "
+                                  f"is still in the storage and could not be aborted: "
+                                  f"{exc}") from exc
+        rt.db.delete_volume_row(row["id"])
+        LOG.warning("Migration %s: the move of the earlier migration %s to %s was aborted",
+                    migration_id, row["id"], row["host"])
+
+
 class StartDriverMove(task.Task):
     """Ask the backend to move the volume to the destination pool.
 
-    On revert (a later step failed) the move cannot be undone on the array;
-    the volume's host is set to the pool its data is really in, so that the
+    On revert (a later step failed) the move is aborted where the backend can
+    (a leftover is recorded where it could but failed); where it cannot, the
+    volume's host is set to the pool its data is really in, so that the
     database never points at the wrong pool.
     """
 
@@ -113,6 +165,7 @@ class StartDriverMove(task.Task):
         rt.tracker(migration_id).check_abort()
         volume, driver = _volume(rt, volume_id)
         rt.db.update_volume(volume_id, {"migration_status": models.MIGRATION_MIGRATING})
+        _undo_unaborted_moves(rt, migration_id, volume_id)
         target = target_of(rt, driver, dest_host)
         try:
             driver.migrate_within_backend(volume_ref(volume), target)
@@ -133,6 +186,12 @@ class StartDriverMove(task.Task):
                 return
         except Exception as exc:
             text = f"the backend's move of volume {volume_id} could not be aborted: {exc}"
+            try:
+                kept = _record_unaborted_move(rt, migration_id, volume, driver, dest_host)
+            except Exception as record_exc:  # noqa: BLE001 - the reason says what is left
+                kept = f"it could not be recorded as a leftover either: {record_exc}"
+            if kept:
+                text = f"{text}; {kept}"
             LOG.error("Migration %s: %s", migration_id, text)
             rt.tracker(migration_id).cleanup_problems.append(text)
         try:
