@@ -238,6 +238,9 @@ class VolumeDriver(abc.ABC):
     # name: only where it lives changes.
     #: Whether abort_move() can undo a move not finished yet (then a cancel is allowed).
     can_abort_moves: ClassVar[bool] = False
+    #: Longest wait between two asks of a move's progress: an array's CLI over SSH
+    #: costs a round trip; a driver that knows it from its own thread answers at once.
+    move_poll_seconds: ClassVar[float] = 1.0
 
     def move_target(self, pool: str) -> str | None:
         """How another backend's driver names `pool` of this backend as a move's target.

@@ -65,6 +65,7 @@ class RBDDriver(base.VolumeDriver):
     driver_version = "1.0"
     storage_protocol = "ceph"
     can_abort_moves = True
+    move_poll_seconds = 0.1  # progress comes from execute's thread in this process
 
     def __init__(self, configuration, backend_name: str, state_path: str) -> None:
         super().__init__(configuration, backend_name, state_path)
@@ -125,10 +126,16 @@ class RBDDriver(base.VolumeDriver):
         df = json.loads(self.client.mon_command({"prefix": "df", "format": "json"}))
         pool = next((p for p in df["pools"] if p["name"] == self.pool), None)
         if pool is None:
-            raise DriverError(f"pool {self.pool} does not exist in {self.client.describe()}")
-        stored, free = pool["stats"].get("stored", 0), pool["stats"]["max_avail"]
-        quota = json.loads(self.client.mon_command(
-            {"prefix": "osd pool get-quota", "pool": self.pool, "format": "json"}))
+            # The manager lists a new pool in df a few seconds after its creation;
+            # a pool that does not exist at all is an error.
+            self.client.ioctx(self.pool).close()
+            stored, free = 0, df["stats"]["total_avail_bytes"]
+        else:
+            stored, free = pool["stats"].get("stored", 0), pool["stats"]["max_avail"]
+        # From the OSD map, not `osd pool get-quota`, which also waits for the
+        # manager's first stats of a new pool ("no stats for pool").
+        dump = json.loads(self.client.mon_command({"prefix": "osd dump", "format": "json"}))
+        quota = next((p for p in dump["pools"] if p["pool_name"] == self.pool), {})
         total = stored + free
         if quota.get("quota_max_bytes"):
             total = min(total, quota["quota_max_bytes"])

@@ -182,8 +182,11 @@ class LiveMigrations:
         _, dest_pool = self.parse_target(target)
         name = self.driver.image_name(volume)
         run = self._runs.get(name)
-        if run is not None and run.is_alive():
-            return  # executing here: nothing to ask the cluster
+        if run is not None and (run.is_alive() or run.error is None):
+            # Executing here, or executed here: nothing to ask the cluster (reading
+            # the state opens the image, which blocks while execute runs, and a
+            # second execute of an executed migration is refused by librbd).
+            return
         status = self._status(name)
         if status is None:
             if not self._exists(self.driver.pool, name):

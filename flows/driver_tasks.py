@@ -83,7 +83,8 @@ def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str,
     polling = tenacity.Retrying(
         retry=tenacity.retry_if_not_exception_type(MigrationAborted)
         | tenacity.retry_if_result(lambda progress: progress is not None),
-        wait=tenacity.wait_exponential(multiplier=POLL_FIRST_SECONDS, max=POLL_MAX_SECONDS),
+        wait=tenacity.wait_exponential(multiplier=POLL_FIRST_SECONDS,
+                                       max=min(POLL_MAX_SECONDS, driver.move_poll_seconds)),
         stop=_ErrorsInARow(MAX_POLL_ERRORS), before_sleep=warn, reraise=True)
     try:
         polling(poll, ref)
@@ -242,9 +243,9 @@ class WaitForDriverMove(task.Task):
                 # Again after a restart: a move the killed process left half done
                 # goes on where the storage allows (nothing happens otherwise).
                 driver.migrate_within_backend(ref, target)
-            except Exception as exc:
-                raise MigrationFailed(f"the backend's move of the volume to {target} "
-                                      f"cannot go on: {exc}") from exc
+            except Exception as exc:  # the polls below tell whether the move is lost
+                LOG.warning("Migration %s: asking the backend to go on with its move "
+                            "failed (%s); waiting for it all the same", migration_id, exc)
             if reports:
                 tracker.copy_started(lambda: self._moved(driver, ref))
             check_abort = tracker.check_abort if driver.can_abort_moves else (lambda: None)
