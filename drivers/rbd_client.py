@@ -180,6 +180,28 @@ class RadosClient:
     def fsid(self) -> str:
         return self.cluster().get_fsid()
 
+    def probe(self, pool: str) -> str | None:
+        """Why an OSD of `pool` does not answer a read, or None when one does.
+
+        One stat, bounded by the operation timeout: a question the cluster
+        answers at once when it is well, whatever the object.
+        """
+        rados, _ = bindings()
+        try:
+            ioctx = self.ioctx(pool)
+        except DriverError as exc:
+            return str(exc)
+        try:
+            ioctx.stat("rbd_directory")
+        except rados.ObjectNotFound:
+            pass  # an answer
+        except rados.Error as exc:
+            self.forget_if_blocklisted(exc)
+            return f"pool {pool} of {self.describe()}: {explain(exc, self.timeout)}"
+        finally:
+            ioctx.close()
+        return None
+
     def mon_command(self, command: dict) -> bytes:
         import json
 

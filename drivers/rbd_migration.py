@@ -16,6 +16,14 @@ client's exclusive lock to expire first (``osd_client_watch_timeout``, 30 s
 by default). librbd's rbd_qos_* limits do not slow execute (measured: a
 256 MiB image moves in 1 to 2 s with rbd_qos_bps_limit = 4 MiB/s).
 
+librbd's execute can also wait for ever, although every librados operation
+is bounded by ``rados_connect_timeout``: once, with the OSD stopped, it had
+not ended 300 s later. So an execute whose progress has not moved for
+STALL_TIMEOUTS timeouts is looked after: when an OSD of the destination pool
+does not answer a read either, the move is lost for this process (the flow
+fails and keeps a leftover, which a later clean-up aborts); when one does,
+execute is only slow and is waited for.
+
 Execute writes into the destination pool with librados's "full try": a pool
 at its quota (or a full cluster) fails it at once with EDQUOT (ENOSPC)
 instead of holding it until the operation timeout.
@@ -47,6 +55,10 @@ LOG = logging.getLogger(__name__)
 # it, a process killed) still has a watch on it until osd_client_watch_timeout
 # (30 s by default) expires.
 BUSY_ATTEMPTS = 25
+
+# An execute whose progress has not moved for this many rados_connect_timeouts
+# is checked on: the cluster is asked a bounded question (see the module's doc).
+STALL_TIMEOUTS = 2
 
 
 def _failure(exc: Exception, timeout: int) -> str:
@@ -85,10 +97,13 @@ class _Execute(threading.Thread):
         self.done = 0
         self.error: str | None = None
         self.errno: int | None = None
+        self.moved_at = self.answered_at = time.monotonic()
 
     def _progress(self, offset: int, total: int) -> int:
         # librbd counts objects, not bytes.
-        self.done = self.size * offset // total if total else 0
+        done = self.size * offset // total if total else 0
+        if done != self.done:
+            self.done, self.moved_at = done, time.monotonic()
         return 0
 
     def run(self) -> None:
@@ -168,6 +183,14 @@ class LiveMigrations:
     def where(self, volume: dict, target: str | None) -> str:
         """The location holding the volume for good: ours until a commit, then the target's."""
         name = self.driver.image_name(volume)
+        run = self._runs.get(name)
+        if run is not None and run.is_alive():
+            # Executing here, so not committed; not asked of the cluster, whose
+            # librbd calls can wait for ever beside an execute that does.
+            stuck = self._stuck(run)
+            if stuck:
+                raise DriverError(stuck)
+            return self.driver.location()
         if self._status(name) is not None or self._exists(self.driver.pool, name):
             return self.driver.location()
         if target and self._exists(self.parse_target(target)[1], name):
@@ -236,11 +259,39 @@ class LiveMigrations:
         if run is not None:
             # Asked here, not of the cluster: reading the migration state opens
             # the image, and a commit running beside it would find it busy.
-            return (run.done, volume["size"]) if run.is_alive() else None
+            if not run.is_alive():
+                return None
+            stuck = self._stuck(run)
+            if stuck:
+                raise DriverError(stuck)
+            return run.done, volume["size"]
         status = self._status(name)
         if status is None or status["state"] != rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTING:
             return None
         return 0, volume["size"]  # another process executes it (or its lock is expiring)
+
+    def _stuck(self, run: _Execute) -> str | None:
+        """Why a running execute is lost, or None while it moves or may (the cluster answers)."""
+        timeout = self.driver.client.timeout
+        now = time.monotonic()
+        still = now - max(run.moved_at, run.answered_at)
+        if timeout <= 0 or still < STALL_TIMEOUTS * timeout:
+            return None  # moving, or the cluster answered not long ago
+        problem = self.driver.client.probe(run.pool)
+        if problem is None:
+            run.answered_at = time.monotonic()
+            return None
+        return (f"rbd migration execute of {run.image} has not moved for "
+                f"{now - run.moved_at:.0f} s and the cluster does not answer: {problem}")
+
+    def _wait_for(self, run: _Execute) -> None:
+        """Until execute has ended; DriverError if it is lost (see _stuck)."""
+        while run.is_alive():
+            run.join(max(self.driver.client.timeout, 1))
+            stuck = run.is_alive() and self._stuck(run)
+            if stuck:
+                raise DriverError(f"{stuck}; it still runs in this process, so the move "
+                                  f"cannot be aborted now")
 
     def commit(self, volume: dict, target: str) -> None:
         _, rbd = bindings()
@@ -268,7 +319,7 @@ class LiveMigrations:
         name = self.driver.image_name(volume)
         run = self._runs.get(name)
         if run is not None:
-            run.join()  # execute cannot be interrupted
+            self._wait_for(run)  # execute cannot be interrupted
         if not self._under_way(name):
             self._runs.pop(name, None)
             return self._exists(self.driver.pool, name)
@@ -287,7 +338,10 @@ class LiveMigrations:
         """
         run = self._runs.get(name)
         if run is not None and run.is_alive():
-            raise DriverError(f"the rbd migration of {name} is executing in this process")
+            # One left running by a failed flow: it ends soon after the cluster is back.
+            run.join(STALL_TIMEOUTS * max(self.driver.client.timeout, 1))
+            if run.is_alive():
+                raise DriverError(f"the rbd migration of {name} is executing in this process")
         if not self._under_way(name):
             return False
         self._abort(name)
