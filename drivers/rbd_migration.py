@@ -19,8 +19,9 @@ by default). librbd's rbd_qos_* limits do not slow execute (measured: a
 librbd's execute can also wait for ever, although every librados operation
 is bounded by ``rados_connect_timeout``: once, with the OSD stopped, it had
 not ended 300 s later. So an execute whose progress has not moved for
-STALL_TIMEOUTS timeouts is looked after: when an OSD of the destination pool
-does not answer a read either, the move is lost for this process (the flow
+STALL_TIMEOUTS timeouts is looked after: when the destination or the source
+pool does not answer a read either (one object's stat: a sign, not a proof,
+on a cluster of many OSDs), the move is lost for this process (the flow
 fails and keeps a leftover, which a later clean-up aborts); when one does,
 execute is only slow and is waited for.
 
@@ -277,7 +278,8 @@ class LiveMigrations:
         still = now - max(run.moved_at, run.answered_at)
         if timeout <= 0 or still < STALL_TIMEOUTS * timeout:
             return None  # moving, or the cluster answered not long ago
-        problem = self.driver.client.probe(run.pool)
+        client = self.driver.client
+        problem = client.probe(run.pool) or client.probe(self.driver.pool)
         if problem is None:
             run.answered_at = time.monotonic()
             return None
