@@ -32,6 +32,7 @@ from volmigrate.engine.requests import (  # noqa: F401 (the embedding API)
 )
 from volmigrate.engine.volumes import VolumeOperations
 from volmigrate.engine.watcher import AbortWatcher
+from volmigrate.flows import constants as flow_c
 from volmigrate.flows import runtime
 
 if TYPE_CHECKING:
@@ -132,17 +133,25 @@ class MigrationService:
         gone, and the next start (or `volmigrate recover`) resumes it from its
         checkpoint. Returns, per migration, where it stopped; a migration not
         copying (creating its destination, a driver's move) is left as it is,
-        which the same resume handles, as after a crash.
+        which the same resume handles, as after a crash. A driver's move is
+        not waited for: its progress is the backend's, with no checkpoint of
+        ours to make durable (its bytes_durable is 0, which once read as
+        "stopped at byte 0").
         """
         rt = self.ctx.runtime
         if rt is None:
             return {}
         deadline = time.monotonic() + timeout
         outcome: dict[str, str] = {}
+        db = self.ctx.connect()
         for migration_id, tracker in rt.park_all():
+            row = db.get_migration(migration_id)
+            if row is not None and row["case"] == flow_c.CASE_DRIVER_ASSISTED:
+                outcome[migration_id] = "waits for the backend's move"
+                continue
             copying = tracker.position() is not None and not tracker.copy_done.is_set()
             if copying and tracker.parked.wait(max(0.0, deadline - time.monotonic())):
-                row = self.ctx.connect().get_migration(migration_id)
+                row = db.get_migration(migration_id)
                 outcome[migration_id] = f"stopped at byte {row['bytes_durable']} (durable)"
             elif copying:
                 outcome[migration_id] = "still copying at the deadline"
