@@ -46,7 +46,8 @@ rbd_opts = [
     # not hang on a lost monitor or a full pool, so ours bounds it.
     cfg.IntOpt("rados_connect_timeout", default=10, min=-1, max=3600,
                help="Seconds to wait for the cluster when connecting, and for each "
-                    "monitor and OSD operation; -1: wait for ever (librados's default)."),
+                    "monitor and OSD operation; -1 or 0 (librados's 'no limit'): wait for "
+                    "ever, librados's default."),
     cfg.IntOpt("rbd_store_chunk_size", default=4, min=1, max=32,
                help="Object size of new images, in MiB (a power of two)."),
     # Cinder's names and defaults. An image stays busy after its client lost
