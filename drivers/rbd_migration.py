@@ -46,6 +46,7 @@ import time
 from oslo_log import log as logging
 
 from volmigrate.drivers.exceptions import DriverError
+from volmigrate.drivers import rbd_trash
 from volmigrate.drivers.rbd_client import bindings, explain
 
 LOG = logging.getLogger(__name__)
@@ -254,9 +255,7 @@ class LiveMigrations:
         name = self.driver.image_name(volume)
         run = self._runs.get(name)
         if run is not None and run.error:
-            full = (self.driver.pool_full(run.pool)
-                    if run.errno in (errno.EDQUOT, errno.ENOSPC) else None)
-            raise DriverError(f"{run.error}: {full}" if full else run.error)
+            raise DriverError(self._why(run))
         if run is not None:
             # Asked here, not of the cluster: reading the migration state opens
             # the image, and a commit running beside it would find it busy.
@@ -270,6 +269,22 @@ class LiveMigrations:
         if status is None or status["state"] != rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTING:
             return None
         return 0, volume["size"]  # another process executes it (or its lock is expiring)
+
+    def _why(self, run: _Execute) -> str:
+        """An execute's error, with what the cluster says of its destination pool (librbd
+        says "permission denied" when that pool was deleted)."""
+        if run.errno in (errno.EDQUOT, errno.ENOSPC):
+            full = self.driver.pool_full(run.pool)
+            return f"{run.error}: {full}" if full else run.error
+        if run.errno in (errno.EPERM, errno.ENOENT):
+            try:
+                gone = not self.driver.client.cluster().pool_exists(run.pool)
+            except Exception:  # the error as it is says enough then
+                gone = False
+            if gone:  # not a question of rbd_user's rights, as explain() would guess
+                return (f"rbd migration execute of {run.image} failed: its destination "
+                        f"pool {run.pool} was deleted ({os.strerror(run.errno)})")
+        return run.error
 
     def _stuck(self, run: _Execute) -> str | None:
         """Why a running execute is lost, or None while it moves or may (the cluster answers)."""
@@ -324,10 +339,24 @@ class LiveMigrations:
             self._wait_for(run)  # execute cannot be interrupted
         if not self._under_way(name):
             self._runs.pop(name, None)
-            return self._exists(self.driver.pool, name)
+            return self._exists(self.driver.pool, name) or self._put_back(name)
         self._abort(name)
         LOG.info("rbd migration of %s aborted: the image is back in pool %s", name,
                  self.driver.pool)
+        return True
+
+    def _put_back(self, name: str) -> bool:
+        """Restore the source of a migration whose destination is gone (see
+        drivers/rbd_trash.py); False when there is none."""
+        image_id = rbd_trash.orphaned_source(self.driver.client, self.driver.pool, name)
+        if image_id is None:
+            return False
+        rbd_trash.restore_source(self.driver.client, self.driver.pool, name, image_id)
+        LOG.warning("The destination of the rbd migration of %s is gone (its pool or image "
+                    "was deleted): the source image %s is back in pool %s as it was when "
+                    "the migration was prepared", name, image_id, self.driver.pool)
+        self._runs.pop(name, None)
+        self._seen.pop(name, None)
         return True
 
     def abort_image(self, name: str) -> bool:
@@ -345,7 +374,7 @@ class LiveMigrations:
             if run.is_alive():
                 raise DriverError(f"the rbd migration of {name} is executing in this process")
         if not self._under_way(name):
-            return False
+            return self._put_back(name)
         self._abort(name)
         LOG.warning("rbd migration of %s (found from pool %s) aborted: the image is back "
                     "in its source pool", name, self.driver.pool)
@@ -368,6 +397,9 @@ class LiveMigrations:
                 rbd.RBD().migration_abort(ioctx, name)
             except rbd.ReadOnlyImage as exc:  # a lock of ours on the other image
                 raise rbd.ImageBusy(str(exc)) from None
+            except rbd.ImageNotFound:
+                if not self._put_back(name):  # the destination is gone
+                    raise
 
         def unlock() -> int:
             return sum(self.driver.client.break_stale_locks(pool, image_id=image_id)

@@ -101,6 +101,11 @@ class Images:
         """The images `rbd ls` lists in `pool` (a migration's source is in no listing)."""
         return sorted(json.loads(self.ceph.rbd("ls", "--format", "json", pool)))
 
+    def trash(self, pool: str) -> list[str]:
+        """The names of the images in `pool`'s trash, whatever put them there."""
+        entries = json.loads(self.ceph.rbd("trash", "ls", "--all", "--format", "json", pool))
+        return sorted(entry["name"] for entry in entries)
+
     def migration(self, pool: str, image: str) -> str | None:
         """The state of the live migration `pool/image` is the destination of, or None."""
         try:

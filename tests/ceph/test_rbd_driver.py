@@ -3,6 +3,7 @@ and the driver's own contract (create, delete, identity, stats, a missing pool).
 
 import json
 
+import ceph_cluster  # tools/, on sys.path through conftest.py
 import pytest
 
 from vmtest import MiB, host, sha256_of, write_volume, volume_sha256
@@ -102,3 +103,33 @@ def test_missing_pool_is_a_clear_error_at_start(make_service, rbd_backends):
     message = str(raised.value)
     assert "\n" not in message
     assert "backend r1" in message and "pool no-such-pool does not exist" in message, message
+
+
+def test_a_source_whose_destination_is_gone_is_put_back_even_half_way(
+        make_service, rbd_backends, ceph):
+    """The restore of drivers/rbd_trash.py, its first step already made (a process
+    killed after it): the abort finishes it; the data is the source's at the prepare."""
+    backends = rbd_backends("r1", "r2")
+    pool, dest = backends["r1"]["rbd_pool"], backends["r2"]["rbd_pool"]
+    svc = make_service(backends=backends)
+    driver = svc.drivers["r1"]
+    volume = svc.create_volume(16 * MiB, host("r1"))
+    before = write_volume(svc, volume, [(0, 16 * MiB)])
+    image = f"volume-{volume['id']}"
+    image_id = json.loads(ceph.rbd("info", "--format", "json", f"{pool}/{image}"))["id"]
+    ceph.rbd("migration", "prepare", f"{pool}/{image}", f"{dest}/{image}")
+    ceph.delete_pool(dest)
+    with pytest.raises(ceph_cluster.CephClusterError, match="No such file or directory"):
+        ceph.rbd("migration", "abort", f"{pool}/{image}")  # Ceph's own cannot
+    ioctx = driver.client.ioctx(pool)
+    try:
+        ioctx.execute(f"rbd_header.{image_id}", "rbd", "migration_remove", b"")
+    finally:
+        ioctx.close()
+
+    assert driver.abort_move(volume) is True
+    assert ceph.rbd("ls", "--pool", pool).split() == [image]
+    assert json.loads(ceph.rbd("trash", "ls", "--all", "--format", "json", pool)) == []
+    assert json.loads(ceph.rbd("info", "--format", "json", f"{pool}/{image}"))["id"] == image_id
+    assert volume_sha256(svc, svc.get_volume(volume["id"])) == before
+    assert driver.abort_move(volume) is True  # nothing left to do: it is in its pool

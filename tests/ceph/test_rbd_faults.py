@@ -461,3 +461,34 @@ def test_cancel_of_a_running_live_migration(make_service, rbd_backends, execute_
     now = svc.get_volume(volume["id"])
     assert now["migration_status"] == "error"
     _assert_intact(svc, volume, before, "r1", rbd_images, backends)
+
+
+# -- 6. the destination pool deleted during a live migration ---------------------------
+def test_destination_pool_deleted_during_a_live_migration(make_service, rbd_backends,
+                                                          execute_gate, ceph, rbd_images):
+    backends = rbd_backends("r1", "r2", rados_connect_timeout=TIMEOUT)
+    source_pool, dest_pool = backends["r1"]["rbd_pool"], backends["r2"]["rbd_pool"]
+    svc = make_service(backends=backends)
+    volume = svc.create_volume(SIZE, host("r1"))
+    before = write_volume(svc, volume)
+    response = svc.migrate_volume(volume["id"], host("r2"))
+    execute_gate.wait_held()
+    assert rbd_images.listed(source_pool) == []  # prepared: the source is in the trash
+
+    ceph.delete_pool(dest_pool)
+    execute_gate.release()
+    migration = svc.wait(response.migration_id, PATIENCE)
+    assert migration["state"] == "error"
+    assert f"its destination pool {dest_pool} was deleted" in migration["error"], \
+        migration["error"]
+    # Ceph's abort cannot run without its destination (ENOENT), and `rbd trash restore`
+    # refuses a migration's source: it once stayed in the trash, the volume "available"
+    # and impossible to open. The driver puts it back as it was at the prepare.
+    now = svc.get_volume(volume["id"])
+    assert (now["host"], now["status"], now["migration_status"]) == (
+        f"{host('r1')}#r1", "available", "error")
+    assert rbd_images.listed(source_pool) == [_image(now)]
+    assert rbd_images.trash(source_pool) == []
+    assert rbd_images.migration(source_pool, _image(now)) is None
+    assert volume_sha256(svc, now) == before
+    assert _hidden(svc, volume["id"]) == []
