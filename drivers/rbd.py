@@ -182,7 +182,16 @@ class RBDDriver(base.VolumeDriver):
         _, rbd = bindings()
         name = self.image_name(volume)
         conf = self.configuration
-        ioctx = self.client.ioctx(self.pool)
+        try:
+            ioctx = self.client.ioctx(self.pool)
+        except DriverError:
+            if self.client.cluster().pool_exists(self.pool):
+                raise
+            # Deleted with its pool (an administrator's `ceph osd pool delete`):
+            # nothing of it is left to remove, and a leftover row must not wait for ever.
+            LOG.warning("Image %s/%s is gone with its pool, which no longer exists",
+                        self.pool, name)
+            return
         aborted = broken = False
         retries = conf.rados_connection_retries
         try:
@@ -292,7 +301,9 @@ class RBDDriver(base.VolumeDriver):
         except BaseException:
             ioctx.close()
             raise
-        return RBDImageIO(ioctx, image, writable, f"{connection['pool']}/{connection['image']}")
+        return RBDImageIO(ioctx, image, writable, f"{connection['pool']}/{connection['image']}",
+                          pool_gone=lambda: not self.client.cluster().pool_exists(
+                              connection["pool"]))
 
     # -- driver-assisted: Ceph's live migration to another pool --------------
     def move_target(self, pool: str) -> str | None:

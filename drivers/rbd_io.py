@@ -32,7 +32,7 @@ import io
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from volmigrate.drivers.rbd_client import bindings
 
@@ -63,15 +63,18 @@ class _Read:
 class RBDImageIO(io.RawIOBase):
     """Seekable binary I/O on one image; closes the image and its I/O context."""
 
-    def __init__(self, ioctx, image, writable: bool, name: str) -> None:
+    def __init__(self, ioctx, image, writable: bool, name: str,
+                 pool_gone: Callable[[], bool] = lambda: False) -> None:
         super().__init__()
         self._ioctx, self._image, self._writable, self.name = ioctx, image, writable, name
+        self._pool_gone = pool_gone
         self.size = image.size()
         self._pos = 0
         self._cond = threading.Condition()
         self._in_flight = 0
         self._bytes_in_flight = 0
         self._error: str | None = None
+        self._error_code = errno.EIO
         self._released = False
         # The planned reads (read_ahead) not issued yet, the next of them, and
         # those issued, oldest first.
@@ -83,6 +86,18 @@ class RBDImageIO(io.RawIOBase):
             self.preferred_block_size = int(image.stat()["obj_size"])
         except (bindings()[1].Error, KeyError, TypeError, ValueError):
             self.preferred_block_size = 0
+
+    def _failure(self, code: int | None, text: str) -> OSError:
+        """An I/O error; librbd says "permission" (EPERM) or ENOENT when the pool itself
+        was deleted, which is then said instead of leaving an administrator to check keys."""
+        if code in (errno.EPERM, errno.ENOENT):
+            try:
+                gone = self._pool_gone()
+            except Exception:  # the error as it is says enough then
+                gone = False
+            if gone:
+                text = f"{text}: its pool was deleted"
+        return OSError(code or errno.EIO, text)
 
     # -- io.RawIOBase ------------------------------------------------------
     def readable(self) -> bool:
@@ -119,8 +134,8 @@ class RBDImageIO(io.RawIOBase):
                 self._issue()  # keep the pipeline full while this one is waited for
                 head.done.wait()
                 if head.ret < 0:
-                    raise OSError(-head.ret, f"reading {self.name} at byte {head.offset}: "
-                                             f"{os.strerror(-head.ret)}")
+                    raise self._failure(-head.ret, f"reading {self.name} at byte "
+                                                   f"{head.offset}: {os.strerror(-head.ret)}")
                 data = head.data or b""
                 self._pos += len(data)
                 return data
@@ -128,8 +143,8 @@ class RBDImageIO(io.RawIOBase):
         try:
             data = self._image.read(self._pos, end - self._pos)
         except bindings()[1].Error as exc:
-            raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                          f"reading {self.name} at byte {self._pos}: {exc}") from None
+            raise self._failure(getattr(exc, "errno", None),
+                                f"reading {self.name} at byte {self._pos}: {exc}") from None
         self._pos += len(data)
         return data
 
@@ -205,8 +220,8 @@ class RBDImageIO(io.RawIOBase):
             with self._cond:
                 self._in_flight -= 1
                 self._bytes_in_flight -= length
-            raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                          f"writing {self.name} at byte {offset}: {exc}") from None
+            raise self._failure(getattr(exc, "errno", None),
+                                f"writing {self.name} at byte {offset}: {exc}") from None
         self._pos += length
         return length
 
@@ -218,11 +233,12 @@ class RBDImageIO(io.RawIOBase):
             if ret < 0 and self._error is None:
                 self._error = (f"writing {self.name} at byte {offset} failed: "
                                f"{os.strerror(-ret)} (errno {-ret})")
+                self._error_code = -ret
             self._cond.notify_all()
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            raise OSError(errno.EIO, self._error)
+            raise self._failure(self._error_code, self._error)
 
     def flush(self) -> None:
         """Wait for every write so far and make it durable in the cluster."""
@@ -235,8 +251,8 @@ class RBDImageIO(io.RawIOBase):
         try:
             self._image.flush()
         except bindings()[1].Error as exc:
-            raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                          f"flushing {self.name}: {exc}") from None
+            raise self._failure(getattr(exc, "errno", None),
+                                f"flushing {self.name}: {exc}") from None
 
     def close(self) -> None:
         if self.closed or self._released:
@@ -273,6 +289,6 @@ class RBDImageIO(io.RawIOBase):
             self._image.diff_iterate(start, end - start, None, collect, include_parent=True,
                                      whole_object=True)
         except bindings()[1].Error as exc:
-            raise OSError(getattr(exc, "errno", None) or errno.EIO,
-                          f"listing the allocated extents of {self.name}: {exc}") from None
+            raise self._failure(getattr(exc, "errno", None),
+                                f"listing the allocated extents of {self.name}: {exc}") from None
         return iter([(max(a, start), min(b, end) - max(a, start)) for a, b in found])

@@ -492,3 +492,29 @@ def test_destination_pool_deleted_during_a_live_migration(make_service, rbd_back
     assert rbd_images.migration(source_pool, _image(now)) is None
     assert volume_sha256(svc, now) == before
     assert _hidden(svc, volume["id"]) == []
+
+
+def test_destination_pool_deleted_during_a_host_copy(make_service, rbd_backends, copy_gate,
+                                                     ceph):
+    backends = {"a": {}, **rbd_backends("r1", rados_connect_timeout=TIMEOUT)}
+    pool = backends["r1"]["rbd_pool"]
+    svc = make_service(backends=backends, **HOLDABLE)
+    volume = svc.create_volume(SIZE, host("a"))
+    before = write_volume(svc, volume)
+    response = copy_gate.migrate(svc, volume["id"], host("r1"))
+
+    ceph.delete_pool(pool)
+    copy_gate.release(response.migration_id)
+    migration = svc.wait(response.migration_id, PATIENCE)
+    assert migration["state"] == "error"
+    # librbd says "permission" (EPERM) or "not found": the error says what happened.
+    assert re.search(rf"{pool}/volume-{response.migration_id}: .*: its pool was deleted",
+                     migration["error"]), migration["error"]
+    now = svc.get_volume(volume["id"])
+    assert (now["host"], now["status"], now["migration_status"]) == (
+        f"{host('a')}#a", "available", "error")
+    assert volume_sha256(svc, now) == before
+    # The destination went with its pool: nothing is left to remove, and no leftover
+    # row is kept (it once was, "could not be deleted: pool ... does not exist", for ever).
+    assert "could not be deleted" not in migration["error"], migration["error"]
+    assert _hidden(svc, volume["id"]) == []
