@@ -185,7 +185,7 @@ class RBDDriver(base.VolumeDriver):
         try:
             ioctx = self.client.ioctx(self.pool)
         except DriverError:
-            if self.client.cluster().pool_exists(self.pool):
+            if not self.client.pool_deleted(self.pool):
                 raise
             # Deleted with its pool (an administrator's `ceph osd pool delete`):
             # nothing of it is left to remove, and a leftover row must not wait for ever.
@@ -302,8 +302,7 @@ class RBDDriver(base.VolumeDriver):
             ioctx.close()
             raise
         return RBDImageIO(ioctx, image, writable, f"{connection['pool']}/{connection['image']}",
-                          pool_gone=lambda: not self.client.cluster().pool_exists(
-                              connection["pool"]))
+                          pool_gone=lambda: self.client.pool_deleted(connection["pool"]))
 
     # -- driver-assisted: Ceph's live migration to another pool --------------
     def move_target(self, pool: str) -> str | None:

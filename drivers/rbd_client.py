@@ -180,6 +180,18 @@ class RadosClient:
     def fsid(self) -> str:
         return self.cluster().get_fsid()
 
+    def pool_deleted(self, pool: str) -> bool:
+        """Whether the cluster says `pool` does not exist; False when it cannot say.
+
+        librbd reports I/O to a deleted pool as EPERM or ENOENT ("permission",
+        "not found"), which would send an administrator to check keys.
+        """
+        rados, _ = bindings()
+        try:
+            return not self.cluster().pool_exists(pool)
+        except (rados.Error, DriverError):
+            return False
+
     def probe(self, pool: str) -> str | None:
         """Why an OSD of `pool` does not answer a read, or None when one does.
 

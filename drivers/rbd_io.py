@@ -90,13 +90,8 @@ class RBDImageIO(io.RawIOBase):
     def _failure(self, code: int | None, text: str) -> OSError:
         """An I/O error; librbd says "permission" (EPERM) or ENOENT when the pool itself
         was deleted, which is then said instead of leaving an administrator to check keys."""
-        if code in (errno.EPERM, errno.ENOENT):
-            try:
-                gone = self._pool_gone()
-            except Exception:  # the error as it is says enough then
-                gone = False
-            if gone:
-                text = f"{text}: its pool was deleted"
+        if code in (errno.EPERM, errno.ENOENT) and self._pool_gone():
+            text = f"{text}: its pool was deleted"
         return OSError(code or errno.EIO, text)
 
     # -- io.RawIOBase ------------------------------------------------------

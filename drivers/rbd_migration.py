@@ -276,14 +276,11 @@ class LiveMigrations:
         if run.errno in (errno.EDQUOT, errno.ENOSPC):
             full = self.driver.pool_full(run.pool)
             return f"{run.error}: {full}" if full else run.error
-        if run.errno in (errno.EPERM, errno.ENOENT):
-            try:
-                gone = not self.driver.client.cluster().pool_exists(run.pool)
-            except Exception:  # the error as it is says enough then
-                gone = False
-            if gone:  # not a question of rbd_user's rights, as explain() would guess
-                return (f"rbd migration execute of {run.image} failed: its destination "
-                        f"pool {run.pool} was deleted ({os.strerror(run.errno)})")
+        deleted = (run.errno in (errno.EPERM, errno.ENOENT)
+                   and self.driver.client.pool_deleted(run.pool))
+        if deleted:  # not a question of rbd_user's rights, as explain() would guess
+            return (f"rbd migration execute of {run.image} failed: its destination "
+                    f"pool {run.pool} was deleted ({os.strerror(run.errno)})")
         return run.error
 
     def _stuck(self, run: _Execute) -> str | None:

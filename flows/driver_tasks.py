@@ -84,8 +84,7 @@ def wait_until_moved(driver: VolumeDriver, ref: dict, migration_id: str,
         retry=tenacity.retry_if_not_exception_type(MigrationAborted)
         | tenacity.retry_if_result(lambda progress: progress is not None),
         wait=tenacity.wait_exponential(multiplier=POLL_FIRST_SECONDS,
-                                       max=min(POLL_MAX_SECONDS, getattr(
-                                           driver, "move_poll_seconds", POLL_MAX_SECONDS))),
+                                       max=min(POLL_MAX_SECONDS, driver.move_poll_seconds)),
         stop=_ErrorsInARow(MAX_POLL_ERRORS), before_sleep=warn, reraise=True)
     try:
         polling(poll, ref)

@@ -87,6 +87,29 @@ def _assert_intact(svc, volume: dict, before: str, backend: str, rbd_images,
     assert _hidden(svc, volume["id"]) == []
 
 
+def _held_live_migration(make_service, rbd_backends, execute_gate, **options):
+    """A volume moved r1 -> r2 by Ceph's live migration, its execute held after the
+    first object; (service, backends, volume, its sha256, the migrate response)."""
+    backends = rbd_backends("r1", "r2", **options)
+    svc = make_service(backends=backends)
+    volume = svc.create_volume(SIZE, host("r1"))
+    before = write_volume(svc, volume)
+    response = svc.migrate_volume(volume["id"], host("r2"))
+    execute_gate.wait_held()
+    return svc, backends, volume, before, response
+
+
+def _held_copy_to_rbd(make_service, rbd_backends, copy_gate):
+    """A host copy of a volume from local backend a to r1, held at its first durable
+    MiB; (service, backends, volume, its sha256, the migrate response)."""
+    backends = {"a": {}, **rbd_backends("r1", rados_connect_timeout=TIMEOUT)}
+    svc = make_service(backends=backends, **HOLDABLE)
+    volume = svc.create_volume(SIZE, host("a"))
+    before = write_volume(svc, volume)
+    response = copy_gate.migrate(svc, volume["id"], host("r1"))
+    return svc, backends, volume, before, response
+
+
 # -- 1. the OSD stopped mid-copy ----------------------------------------------------
 def test_osd_stopped_during_a_host_copy(make_service, rbd_backends, copy_gate, osd,
                                         rbd_images):
@@ -124,12 +147,8 @@ def test_osd_stopped_during_a_host_copy(make_service, rbd_backends, copy_gate, o
 @pytest.mark.parametrize("then", ["cleanup", "migrate again"])
 def test_osd_stopped_during_a_live_migration(then, make_service, rbd_backends, execute_gate,
                                              osd, rbd_images):
-    backends = rbd_backends("r1", "r2", rados_connect_timeout=TIMEOUT)
-    svc = make_service(backends=backends)
-    volume = svc.create_volume(SIZE, host("r1"))
-    before = write_volume(svc, volume)
-    response = svc.migrate_volume(volume["id"], host("r2"))
-    execute_gate.wait_held()
+    svc, backends, volume, before, response = _held_live_migration(
+        make_service, rbd_backends, execute_gate, rados_connect_timeout=TIMEOUT)
     assert rbd_images.migration(backends["r2"]["rbd_pool"], _image(volume)) == "executing"
 
     osd.stop()
@@ -172,12 +191,9 @@ def test_osd_stopped_during_a_live_migration(then, make_service, rbd_backends, e
 # -- 2. a pool quota reached mid-copy ----------------------------------------------------
 def test_pool_quota_reached_during_a_host_copy(make_service, rbd_backends, copy_gate,
                                                pool_quota, rbd_images):
-    backends = {"a": {}, **rbd_backends("r1", rados_connect_timeout=TIMEOUT)}
+    svc, backends, volume, before, response = _held_copy_to_rbd(
+        make_service, rbd_backends, copy_gate)
     pool = backends["r1"]["rbd_pool"]
-    svc = make_service(backends=backends, **HOLDABLE)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = write_volume(svc, volume)
-    response = copy_gate.migrate(svc, volume["id"], host("r1"))
     # The copy holds at its first durable MiB: the pool already has more than this.
     print(f"quota marked full after {pool_quota.set(pool, 512 * 1024):.1f} s")
 
@@ -207,12 +223,9 @@ def test_pool_quota_reached_during_a_host_copy(make_service, rbd_backends, copy_
 
 def test_pool_quota_reached_during_a_live_migration(make_service, rbd_backends, execute_gate,
                                                     pool_quota, rbd_images):
-    backends = rbd_backends("r1", "r2", rados_connect_timeout=TIMEOUT)
-    svc = make_service(backends=backends)
-    volume = svc.create_volume(SIZE, host("r1"))
-    before = write_volume(svc, volume)
-    response = svc.migrate_volume(volume["id"], host("r2"))
-    execute_gate.wait_held()  # its first object (4 MiB) is in r2
+    svc, backends, volume, before, response = _held_live_migration(
+        make_service, rbd_backends, execute_gate, rados_connect_timeout=TIMEOUT)
+    # held: its first object (4 MiB) is in r2
     pool_quota.set(backends["r2"]["rbd_pool"], 1 * MiB)
 
     started = time.monotonic()
@@ -443,12 +456,8 @@ def test_kill_in_the_middle_of_a_live_migration_execute(rbd_backends, rbd_images
 # -- 5. cancel of a running live migration ------------------------------------------------
 def test_cancel_of_a_running_live_migration(make_service, rbd_backends, execute_gate,
                                             rbd_images):
-    backends = rbd_backends("r1", "r2")
-    svc = make_service(backends=backends)
-    volume = svc.create_volume(SIZE, host("r1"))
-    before = write_volume(svc, volume)
-    response = svc.migrate_volume(volume["id"], host("r2"))
-    execute_gate.wait_held()
+    svc, backends, volume, before, response = _held_live_migration(
+        make_service, rbd_backends, execute_gate)
     assert rbd_images.migration(backends["r2"]["rbd_pool"], _image(volume)) == "executing"
     assert svc.get_volume(volume["id"])["migration_status"] == "migrating"
 
@@ -466,13 +475,9 @@ def test_cancel_of_a_running_live_migration(make_service, rbd_backends, execute_
 # -- 6. the destination pool deleted during a live migration ---------------------------
 def test_destination_pool_deleted_during_a_live_migration(make_service, rbd_backends,
                                                           execute_gate, ceph, rbd_images):
-    backends = rbd_backends("r1", "r2", rados_connect_timeout=TIMEOUT)
+    svc, backends, volume, before, response = _held_live_migration(
+        make_service, rbd_backends, execute_gate, rados_connect_timeout=TIMEOUT)
     source_pool, dest_pool = backends["r1"]["rbd_pool"], backends["r2"]["rbd_pool"]
-    svc = make_service(backends=backends)
-    volume = svc.create_volume(SIZE, host("r1"))
-    before = write_volume(svc, volume)
-    response = svc.migrate_volume(volume["id"], host("r2"))
-    execute_gate.wait_held()
     assert rbd_images.listed(source_pool) == []  # prepared: the source is in the trash
 
     ceph.delete_pool(dest_pool)
@@ -496,12 +501,9 @@ def test_destination_pool_deleted_during_a_live_migration(make_service, rbd_back
 
 def test_destination_pool_deleted_during_a_host_copy(make_service, rbd_backends, copy_gate,
                                                      ceph):
-    backends = {"a": {}, **rbd_backends("r1", rados_connect_timeout=TIMEOUT)}
+    svc, backends, volume, before, response = _held_copy_to_rbd(
+        make_service, rbd_backends, copy_gate)
     pool = backends["r1"]["rbd_pool"]
-    svc = make_service(backends=backends, **HOLDABLE)
-    volume = svc.create_volume(SIZE, host("a"))
-    before = write_volume(svc, volume)
-    response = copy_gate.migrate(svc, volume["id"], host("r1"))
 
     ceph.delete_pool(pool)
     copy_gate.release(response.migration_id)

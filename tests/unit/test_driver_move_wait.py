@@ -2,12 +2,15 @@
 
 import pytest
 
+from volmigrate.drivers.base import VolumeDriver
 from volmigrate.flows import driver_tasks
 from volmigrate.flows.exceptions import MigrationFailed
 
 
 class _Backend:
     """Answers get_migration_progress from a script: a tuple, None (done) or an error."""
+
+    move_poll_seconds = VolumeDriver.move_poll_seconds
 
     def __init__(self, *answers) -> None:
         self.answers, self.polls = list(answers), 0
