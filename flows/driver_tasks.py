@@ -26,7 +26,7 @@ from volmigrate.common.volumes import volume_ref
 from volmigrate.db import models
 from volmigrate.drivers.base import VolumeDriver, move_target, object_id
 from volmigrate.flows import constants as c
-from volmigrate.flows import runtime
+from volmigrate.flows import destination, runtime
 from volmigrate.flows.exceptions import MigrationAborted, MigrationFailed
 
 LOG = logging.getLogger(__name__)
@@ -140,14 +140,11 @@ def _undo_unaborted_moves(rt: runtime.Runtime, migration_id: str, volume_id: str
         if not rt.db.update_volume(row["id"], {"status": models.STATUS_DELETING},
                                    {"status": models.STATUS_ERROR}):
             continue
-        try:
-            rt.driver_for_host(row["host"]).delete_volume(volume_ref(row))
-        except Exception as exc:
-            rt.db.update_volume(row["id"], {"status": models.STATUS_ERROR})
+        problem = destination.remove(row["id"])  # its delete aborts the move
+        if problem:
             raise MigrationFailed(f"the move of migration {row['id']} to {row['host']} "
                                   f"is still in the storage and could not be aborted: "
-                                  f"{exc}") from exc
-        rt.db.delete_volume_row(row["id"])
+                                  f"{problem}")
         LOG.warning("Migration %s: the move of the earlier migration %s to %s was aborted",
                     migration_id, row["id"], row["host"])
 
